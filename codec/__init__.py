@@ -1,0 +1,1 @@
+"""rdpipe codec library: pure TensorFlow models, priors, entropy models and coders (no TFX)."""

@@ -1,0 +1,177 @@
+"""The MNIST codec of TensorFlow Compression's "learned data compression" tutorial.
+
+Pieces, as in the tutorial: an analysis transform (digit → 50 latents), a synthesis transform
+(latents → digit, also usable as a generative model), a per-latent noisy-logistic prior with
+learned log-scales, and an entropy model. Training minimizes `rate + λ·distortion` with rate in
+bits per digit (noisy latents) and distortion the mean absolute pixel error on [0, 1].
+
+`MNISTCodec` is the deployable part: a `tf.Module` whose coding tables are built once from the
+trained prior and shared by the `compress` and `decompress` signatures of the SavedModel.
+Keras here is `tf_keras` (Keras 2), the Keras that TFX 1.16 / TFMA 0.47 use and that exports
+SavedModels with `tf.saved_model.save`.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from codec.entropy_models import EntropyModel
+from codec.priors import NoisyLogistic
+
+IMAGE_SHAPE = (28, 28, 1)
+DEFAULT_LATENT_DIMS = 50
+
+
+def make_analysis_transform(latent_dims: int = DEFAULT_LATENT_DIMS) -> keras.Sequential:
+    """Encoder: `[B, 28, 28, 1]` floats in [0, 1] → `[B, latent_dims]`."""
+    return keras.Sequential([
+        keras.layers.Conv2D(20, 5, strides=2, padding="same", activation="leaky_relu",
+                            name="conv_1"),
+        keras.layers.Conv2D(50, 5, strides=2, padding="same", activation="leaky_relu",
+                            name="conv_2"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(500, activation="leaky_relu", name="fc_1"),
+        keras.layers.Dense(latent_dims, activation=None, name="fc_2"),
+    ], name="analysis_transform")
+
+
+def make_synthesis_transform() -> keras.Sequential:
+    """Decoder: `[B, latent_dims]` → `[B, 28, 28, 1]` floats (≈[0, 1], not clipped)."""
+    return keras.Sequential([
+        keras.layers.Dense(500, activation="leaky_relu", name="fc_1"),
+        keras.layers.Dense(2450, activation="leaky_relu", name="fc_2"),
+        keras.layers.Reshape((7, 7, 50)),
+        keras.layers.Conv2DTranspose(20, 5, strides=2, padding="same",
+                                     activation="leaky_relu", name="conv_1"),
+        keras.layers.Conv2DTranspose(1, 5, strides=2, padding="same",
+                                     activation="leaky_relu", name="conv_2"),
+    ], name="synthesis_transform")
+
+
+def to_unit_float(images: tf.Tensor) -> tf.Tensor:
+    """uint8 digits in [0, 255] (any of `[B,28,28]`, `[B,28,28,1]`) → float32 `[B,28,28,1]` in [0,1]."""
+    return tf.reshape(tf.cast(images, tf.float32) / 255., (-1,) + IMAGE_SHAPE)
+
+
+def to_uint8(x: tf.Tensor) -> tf.Tensor:
+    """Floats in [0, 1] → rounded, saturated uint8 in [0, 255]."""
+    return tf.saturate_cast(tf.round(x * 255.), tf.uint8)
+
+
+class MNISTCompressionTrainer(keras.Model):
+    """Trains transforms and prior jointly on `rate + lmbda * distortion`.
+
+    `call` returns a dict with `rate` (mean bits per digit) and `distortion` (mean absolute pixel
+    difference on [0, 1]). training=True uses noisy latents; training=False quantized latents
+    (the tutorial's validation numbers: information content, not coded length).
+    """
+
+    def __init__(self, latent_dims: int = DEFAULT_LATENT_DIMS, lmbda: float = 2000.,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dims = int(latent_dims)
+        self.lmbda = float(lmbda)
+        self.analysis_transform = make_analysis_transform(self.latent_dims)
+        self.synthesis_transform = make_synthesis_transform()
+        self.prior_log_scales = tf.Variable(tf.zeros((self.latent_dims,)), name="prior_log_scales")
+        self.entropy_model = EntropyModel(lambda: self.prior, coding_rank=1)
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in ("loss", "rate", "distortion")}
+
+    @property
+    def prior(self) -> NoisyLogistic:
+        return NoisyLogistic(loc=0., scale=tf.exp(self.prior_log_scales))
+
+    def call(self, x, training=False):
+        x = to_unit_float(x)
+        y = self.analysis_transform(x)
+        y_tilde, bits = self.entropy_model(y, training=training)
+        x_tilde = self.synthesis_transform(y_tilde)
+        return dict(rate=tf.reduce_mean(bits), distortion=tf.reduce_mean(tf.abs(x - x_tilde)))
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def _update(self, out):
+        loss = out["rate"] + self.lmbda * out["distortion"]
+        for name, value in (("loss", loss), ("rate", out["rate"]),
+                            ("distortion", out["distortion"])):
+            self._trackers[name].update_state(value)
+        return loss
+
+    @staticmethod
+    def _images(data):
+        return data[0] if isinstance(data, (tuple, list)) else data
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            out = self(self._images(data), training=True)
+            loss = out["rate"] + self.lmbda * out["distortion"]
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        self._update(out)
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def test_step(self, data):
+        self._update(self(self._images(data), training=False))
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def get_config(self):
+        return dict(latent_dims=self.latent_dims, lmbda=self.lmbda)
+
+
+class MNISTCodec(tf.Module):
+    """Compressor + decompressor sharing one entropy model (and so one set of tables).
+
+    Signatures (all exported to the SavedModel):
+      compress(images uint8 [B,28,28,1]) → strings string [B], information_bits float32 [B]
+      decompress(strings string [B]) → images uint8 [B,28,28,1]; fails (InvalidArgumentError)
+          if any string fails the end-of-stream sanity check
+      decompress_unchecked(strings) → images, sanity_ok bool [B]; never fails — the tutorial's
+          "decoder as a generative model" (decode random bytes)
+    """
+
+    def __init__(self, trainer: MNISTCompressionTrainer, *, tail_mass: float = 2 ** -8,
+                 precision: int = 12, coder: str = "tfc"):
+        super().__init__(name="mnist_codec")
+        self.analysis_transform = trainer.analysis_transform
+        self.synthesis_transform = trainer.synthesis_transform
+        # A frozen copy: the tables must match the prior the strings are coded with.
+        self.prior_log_scales = tf.Variable(trainer.prior_log_scales, trainable=False,
+                                            name="prior_log_scales")
+        self.latent_dims = trainer.latent_dims
+        self.entropy_model = EntropyModel(
+            lambda: NoisyLogistic(0., tf.exp(self.prior_log_scales)), coding_rank=1,
+            compression=True, tail_mass=tail_mass, precision=precision, coder=coder)
+
+    @tf.function(input_signature=[tf.TensorSpec((None,) + IMAGE_SHAPE, tf.uint8, name="images")])
+    def compress(self, images):
+        y = self.analysis_transform(to_unit_float(images))
+        _, bits = self.entropy_model(y, training=False)
+        return {"strings": self.entropy_model.compress(y), "information_bits": bits}
+
+    def _decode(self, strings):
+        y_hat, ok = self.entropy_model.decompress(strings, [1])
+        y_hat = tf.reshape(y_hat, (-1, self.latent_dims))
+        images = tf.reshape(to_uint8(self.synthesis_transform(y_hat)), (-1,) + IMAGE_SHAPE)
+        return images, ok
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="strings")])
+    def decompress(self, strings):
+        images, ok = self._decode(strings)
+        check = tf.debugging.Assert(
+            tf.reduce_all(ok),
+            ["rdpipe: strings failed the decoder's end-of-stream sanity check "
+             "(corrupt, truncated or from another model); batch indices:", tf.where(~ok)])
+        with tf.control_dependencies([check]):
+            return {"images": tf.identity(images)}
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="strings")])
+    def decompress_unchecked(self, strings):
+        images, ok = self._decode(strings)
+        return {"images": images, "sanity_ok": ok}
+
+    def signatures(self) -> dict:
+        return {"compress": self.compress, "decompress": self.decompress,
+                "decompress_unchecked": self.decompress_unchecked,
+                "serving_default": self.compress}

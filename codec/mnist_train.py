@@ -1,0 +1,113 @@
+"""Training one MNIST codec per λ, with the tutorial's defaults, and exporting it.
+
+Output directory layout (`train_mnist(config)`):
+  saved_model/      SavedModel: compress / decompress / decompress_unchecked signatures
+  checkpoints/      tf.train.Checkpoint of trainer + optimizer (resume, later fine-tuning)
+  logs/             TensorBoard event files (train/validation loss, rate, distortion)
+  training.json     config, per-epoch history and wall time
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+from codec.datasets import load_mnist
+from codec.mnist import MNISTCodec, MNISTCompressionTrainer
+
+
+@dataclasses.dataclass
+class MnistTrainConfig:
+    """Defaults are the tutorial's: Adam 1e-3, batch 128, 15 epochs, 50 latents."""
+
+    lmbda: float = 2000.
+    epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    latent_dims: int = 50
+    train_split: str = "train"          # TFDS split syntax, e.g. "train[:2000]" for tiny runs
+    validation_split: str = "test"
+    tail_mass: float = 2 ** -8
+    precision: int = 12                 # range coder precision (bits)
+    coder: str = "tfc"
+    seed: int | None = 0
+    verbose: int = 1                    # Keras progress output: 0 silent, 1 bar, 2 line/epoch
+    data_dir: str | None = None         # TFDS data dir
+    mnist_dir: str | None = None        # directory with the four IDX files
+
+    def __post_init__(self):
+        if self.lmbda <= 0:
+            raise ValueError(f"lambda must be > 0, got {self.lmbda}")
+        if self.epochs < 1 or self.batch_size < 1 or self.latent_dims < 1:
+            raise ValueError("epochs, batch_size and latent_dims must be positive")
+
+
+def _with_dummy_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    return dataset.map(lambda image, label: image, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_datasets(config: MnistTrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    train = load_mnist(config.train_split, config.data_dir, config.mnist_dir, shuffle_files=True)
+    validation = load_mnist(config.validation_split, config.data_dir, config.mnist_dir)
+    train = (_with_dummy_targets(train).cache().shuffle(10_000, seed=config.seed)
+             .batch(config.batch_size).prefetch(8))
+    validation = _with_dummy_targets(validation).batch(config.batch_size).cache()
+    return train, validation
+
+
+def build_trainer(config: MnistTrainConfig) -> MNISTCompressionTrainer:
+    trainer = MNISTCompressionTrainer(config.latent_dims, config.lmbda)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    trainer(tf.zeros((1, 28, 28, 1), tf.uint8))  # create variables
+    return trainer
+
+
+def export_codec(trainer: MNISTCompressionTrainer, path: str | Path,
+                 config: MnistTrainConfig) -> MNISTCodec:
+    """Builds the coding tables from the trained prior and writes the SavedModel."""
+    codec = MNISTCodec(trainer, tail_mass=config.tail_mass, precision=config.precision,
+                       coder=config.coder)
+    tf.saved_model.save(codec, str(path), signatures=codec.signatures())
+    return codec
+
+
+def train_mnist(config: MnistTrainConfig, output_dir: str | Path) -> dict:
+    """Trains, checkpoints, logs and exports one MNIST codec; returns the training summary."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    train, validation = make_datasets(config)
+    trainer = build_trainer(config)
+
+    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
+    initial_epoch = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
+        print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch})")
+
+    class _Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            manager.save(checkpoint_number=epoch + 1)
+
+    start = time.perf_counter()
+    history = trainer.fit(
+        train, epochs=config.epochs, initial_epoch=initial_epoch,
+        validation_data=validation, verbose=config.verbose,
+        callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")), _Checkpointer()])
+    train_seconds = time.perf_counter() - start
+
+    export_codec(trainer, output_dir / "saved_model", config)
+    summary = {
+        "config": dataclasses.asdict(config),
+        "train_seconds": train_seconds,
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    }
+    (output_dir / "training.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,88 @@
+"""Loading an exported codec SavedModel and calling it from Python with input checks.
+
+The SavedModel contract (see `schemas/`): `compress(images uint8 [B,H,W,C]) → strings [B],
+information_bits [B]`, `decompress(strings [B]) → images`, `decompress_unchecked(strings) →
+images, sanity_ok`. This wrapper turns numpy in/out, validates shapes and dtypes up front and
+raises `DecodeError` with the failing indices instead of an opaque op error.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from codec.entropy_models import DecodeError, check_decoded
+
+__all__ = ["SavedCodec", "DecodeError", "InputError"]
+
+
+class InputError(ValueError):
+    """Images or strings of the wrong type or shape."""
+
+
+def _load_custom_ops() -> None:
+    # The TFC range coder ops must be registered before a SavedModel using them is loaded.
+    import tensorflow_compression_ops  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
+
+class SavedCodec:
+    """A loaded codec SavedModel (`path` is the `saved_model/` dir or the training output dir)."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if (path / "saved_model").is_dir():
+            path = path / "saved_model"
+        if not (path / "saved_model.pb").is_file():
+            raise FileNotFoundError(f"no SavedModel at {path} (expected saved_model.pb)")
+        _load_custom_ops()
+        self.path = path
+        self._module = tf.saved_model.load(str(path))
+        self._compress = self._module.signatures["compress"]
+        self._decompress = self._module.signatures["decompress_unchecked"]
+        spec = self._compress.structured_input_signature[1]["images"]
+        self.image_shape: tuple = tuple(spec.shape[1:])  # e.g. (28, 28, 1)
+
+    def _as_batch(self, images) -> np.ndarray:
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise InputError(f"images must be uint8 in [0, 255], got dtype {images.dtype}")
+        shape = self.image_shape
+        if images.shape == shape[:-1] and shape[-1] == 1:   # one [H, W] image
+            images = images[None]
+        if images.shape == shape:                             # one [H, W, C] image
+            images = images[None]
+        if images.ndim == len(shape) and shape[-1] == 1 and images.shape[1:] == shape[:-1]:
+            images = images[..., None]                        # [B, H, W] → [B, H, W, 1]
+        if images.shape[1:] != shape:
+            raise InputError(f"images must have shape [batch, {', '.join(map(str, shape))}] "
+                             f"(or without the channel axis), got {list(images.shape)}")
+        return images
+
+    def compress(self, images) -> tuple[list[bytes], np.ndarray]:
+        """uint8 images → (one byte string per image, information content in bits per image)."""
+        out = self._compress(images=tf.constant(self._as_batch(images)))
+        return list(out["strings"].numpy()), out["information_bits"].numpy()
+
+    def decompress(self, strings, check: bool = True) -> np.ndarray:
+        """Byte strings → uint8 images `[B, *image_shape]`.
+
+        check=True raises `DecodeError` naming the strings that fail the sanity check;
+        check=False decodes anything (e.g. random bytes: sampling from the decoder).
+        """
+        images, ok = self.decompress_with_status(strings)
+        if check:
+            check_decoded(ok)
+        return images
+
+    def decompress_with_status(self, strings) -> tuple[np.ndarray, np.ndarray]:
+        """Byte strings → (uint8 images, per-string sanity flag); never raises on content."""
+        if isinstance(strings, (bytes, str)):
+            raise InputError("strings must be a sequence of byte strings, not a single string")
+        strings = list(strings)
+        bad = [i for i, s in enumerate(strings) if not isinstance(s, (bytes, bytearray))]
+        if bad:
+            raise InputError(f"strings must be bytes; elements {bad[:10]} are not")
+        out = self._decompress(strings=tf.constant(strings, dtype=tf.string, shape=[len(strings)]))
+        return out["images"].numpy(), out["sanity_ok"].numpy()

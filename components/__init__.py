@@ -1,0 +1,1 @@
+"""rdpipe TFX components (thin wrappers over `codec`); filled by the pipeline issue."""

@@ -1,0 +1,1 @@
+"""rdpipe pipelines: pipeline assembly, runners and the `rdpipe` CLI."""

@@ -1,0 +1,306 @@
+"""`rdpipe` command line: train, compress, decompress, sample, figure, demo.
+
+Run `rdpipe COMMAND --help` for the options of each command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+# Quiet TensorFlow's C++ start-up chatter and third-party deprecation noise before importing it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------- train
+def cmd_train(args) -> None:
+    from codec.mnist_train import MnistTrainConfig, train_mnist
+
+    if args.model != "mnist":
+        raise CliError(f"unknown model {args.model!r}; available: mnist")
+    config = MnistTrainConfig(
+        lmbda=args.lmbda, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, latent_dims=args.latent_dims,
+        train_split=args.train_split, validation_split=args.validation_split,
+        tail_mass=args.tail_mass, precision=args.precision, coder=args.coder,
+        seed=args.seed, verbose=0 if args.quiet else 1, data_dir=args.data_dir,
+        mnist_dir=args.mnist_dir)
+    output = Path(args.output or f"models/mnist/lmbda_{args.lmbda:g}")
+    print(f"training MNIST codec λ={args.lmbda:g} for {args.epochs} epochs → {output}")
+    summary = train_mnist(config, output)
+    history = summary["history"]
+    if history.get("val_rate"):
+        print(f"done in {summary['train_seconds']:.0f} s: validation rate "
+              f"{history['val_rate'][-1]:.2f} bits/digit (information content), "
+              f"MAE {history['val_distortion'][-1]:.4f}")
+    print(f"SavedModel: {output / 'saved_model'}   TensorBoard: tensorboard --logdir "
+          f"{output / 'logs'}")
+
+
+# ------------------------------------------------------------------------------ compress
+def _read_images(paths: list[Path]) -> list[tuple[str, "np.ndarray"]]:
+    """(name, uint8 image) pairs from PNG/JPEG files and `.npy` arrays of uint8 digits."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    items = []
+    for path in paths:
+        if not path.is_file():
+            raise CliError(f"{path}: no such file")
+        if path.suffix.lower() == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False)
+            except ValueError as error:
+                raise CliError(f"{path}: not a readable .npy array ({error})") from None
+            if array.dtype != np.uint8:
+                raise CliError(f"{path}: digits must be uint8 in [0, 255], got {array.dtype}")
+            if array.ndim == 2:                                # one digit
+                array = array[None]
+            if array.ndim == 4 and array.shape[-1] == 1:
+                array = array[..., 0]
+            if array.ndim != 3:
+                raise CliError(f"{path}: expected [N, 28, 28] uint8 digits, got {array.shape}")
+            items += [(f"{path.stem}_{i:05d}", a) for i, a in enumerate(array)]
+        else:
+            try:
+                with Image.open(path) as image:
+                    items.append((path.stem, np.asarray(image.convert("L"))))
+            except (UnidentifiedImageError, OSError) as error:
+                raise CliError(f"{path}: not a readable image ({error})") from None
+    return items
+
+
+def cmd_compress(args) -> None:
+    import numpy as np
+    from codec.saved_codec import SavedCodec
+
+    codec = SavedCodec(args.model)
+    items = _read_images([Path(p) for p in args.inputs])
+    shapes = {a.shape for _, a in items}
+    expected = codec.image_shape[:2]
+    if shapes != {expected}:
+        raise CliError(f"this model codes {expected[0]}×{expected[1]} images; got "
+                       f"{sorted(shapes)}")
+    images = np.stack([a for _, a in items])
+    strings, info = codec.compress(images)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{'file':<28} {'bytes':>5} {'bits':>5} {'information':>11}")
+    for (name, _), string, bits in zip(items, strings, info):
+        (out_dir / f"{name}.bin").write_bytes(string)
+        print(f"{name + '.bin':<28} {len(string):>5} {8 * len(string):>5} {bits:>11.2f}")
+    total = sum(8 * len(s) for s in strings)
+    print(f"{len(strings)} images: {total / len(strings):.2f} bits/image coded, "
+          f"{info.mean():.2f} bits/image information content → {out_dir}")
+
+
+def cmd_decompress(args) -> None:
+    from PIL import Image
+    from codec.saved_codec import DecodeError, SavedCodec
+
+    codec = SavedCodec(args.model)
+    paths = [Path(p) for p in args.inputs]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CliError(f"no such file: {', '.join(missing)}")
+    strings = [p.read_bytes() for p in paths]
+    images, ok = codec.decompress_with_status(strings)
+    bad = [str(p) for p, good in zip(paths, ok) if not good]
+    if bad and not args.no_check:
+        raise DecodeError(f"failed the decoder's sanity check (corrupt, truncated or from "
+                          f"another model): {', '.join(bad)}; use --no-check to decode anyway")
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, image in zip(paths, images):
+        Image.fromarray(image[..., 0]).save(out_dir / f"{path.stem}.png")
+    print(f"decoded {len(paths)} strings → {out_dir}"
+          + (f" ({len(bad)} failed the sanity check)" if bad else ""))
+
+
+# ------------------------------------------------------------------------ sample / figure
+def cmd_sample(args) -> None:
+    import numpy as np
+    from codec.saved_codec import SavedCodec
+    from pipelines.figures import image_grid
+
+    codec = SavedCodec(args.model)
+    rng = np.random.default_rng(args.seed)
+    strings = [rng.bytes(args.bytes) for _ in range(args.num)]
+    images, ok = codec.decompress_with_status(strings)  # sanity check off: sampling
+    path = image_grid(images, args.output, title=f"decoded from {args.bytes} random bytes each "
+                                                 f"({int(ok.sum())}/{len(ok)} pass the check)")
+    print(f"{args.num} samples → {path}")
+
+
+def cmd_figure(args) -> None:
+    from codec.datasets import mnist_arrays
+    from codec.evaluation import evaluate_codec
+    from codec.saved_codec import SavedCodec
+    from pipelines import figures
+
+    if args.kind == "digits":
+        codec = SavedCodec(args.models[0])
+        originals, _ = mnist_arrays(args.split, args.data_dir, args.mnist_dir)
+        originals = originals[:16]
+        strings, info = codec.compress(originals)
+        path = figures.digit_grid(originals, strings, info, codec.decompress(strings),
+                                  args.output, title=Path(args.models[0]).name)
+    else:
+        images, _ = mnist_arrays(args.split, args.data_dir, args.mnist_dir)
+        points = []
+        for model in args.models:
+            result = evaluate_codec(SavedCodec(model), images)
+            lmbda = _lambda_of(Path(model))
+            points.append({"lambda": lmbda, **{k: result[k] for k in
+                           ("bits_per_digit", "information_bits", "mae")}})
+            print(f"{model}: {result['bits_per_digit']:.2f} bits coded, "
+                  f"{result['information_bits']:.2f} information, MAE {result['mae']:.4f}")
+        path = figures.rd_plot(points, args.output)
+    print(f"figure → {path}")
+
+
+def _lambda_of(model_dir: Path) -> float:
+    import json
+
+    for candidate in (model_dir / "training.json", model_dir.parent / "training.json"):
+        if candidate.is_file():
+            return float(json.loads(candidate.read_text())["config"]["lmbda"])
+    return float("nan")
+
+
+# ----------------------------------------------------------------------------------- demo
+def cmd_demo(args) -> None:
+    """Quick end-to-end run: train a small codec, compress and decompress test digits."""
+    import numpy as np
+    from codec.datasets import mnist_arrays
+    from codec.evaluation import coded_bits, mean_absolute_error
+    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.saved_codec import SavedCodec
+    from pipelines.figures import digit_grid
+
+    output = Path(args.output)
+    config = MnistTrainConfig(lmbda=args.lmbda, epochs=args.epochs,
+                              train_split=args.train_split, verbose=2,
+                              validation_split="test[:1000]")
+    print(f"[1/3] training a quick MNIST codec (λ={args.lmbda:g}, {args.epochs} epochs on "
+          f"{args.train_split}) → {output}")
+    t0 = time.perf_counter()
+    train_mnist(config, output)
+    print(f"      trained in {time.perf_counter() - t0:.0f} s")
+    codec = SavedCodec(output)
+    digits, labels = mnist_arrays("test[:16]")
+    print("[2/3] compressing 16 test digits to byte strings")
+    strings, info = codec.compress(digits)
+    print("[3/3] decompressing them")
+    recon = codec.decompress(strings)
+    print(f"\n{'#':>2} {'label':>5} {'string (hex)':<24} {'bits':>5} {'info':>6} {'MAE':>7}")
+    for i, (s, b) in enumerate(zip(strings, info)):
+        mae = mean_absolute_error(digits[i], recon[i])
+        print(f"{i:>2} {labels[i]:>5} {s.hex():<24.24} {8 * len(s):>5} {b:>6.1f} {mae:>7.4f}")
+    bits = coded_bits(strings)
+    print(f"\nmean: {bits.mean():.1f} bits/digit coded ({info.mean():.1f} information content), "
+          f"MAE {mean_absolute_error(digits, recon):.4f}; raw digit = {28 * 28 * 8} bits")
+    figure = digit_grid(digits, strings, info, recon, output / "digits.png",
+                        title=f"λ={args.lmbda:g}, quick demo")
+    print(f"figure → {figure}")
+    if not np.array_equal(codec.decompress(strings), recon):
+        raise CliError("decoding is not deterministic")
+
+
+# ---------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rdpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-dir", help="TFDS data dir (default $TFDS_DATA_DIR or "
+                                         "~/tensorflow_datasets)")
+    data.add_argument("--mnist-dir", help="directory with the four MNIST IDX files "
+                                          "(default $RDPIPE_MNIST_DIR, ../shared/data/mnist)")
+
+    p = sub.add_parser("train", parents=[data], help="train one codec for one λ")
+    p.add_argument("model", choices=["mnist"])
+    p.add_argument("--lambda", dest="lmbda", type=float, default=2000.,
+                   help="rate-distortion trade-off λ (loss = bits + λ·MAE)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--latent-dims", type=int, default=50)
+    p.add_argument("--train-split", default="train", help="TFDS split, e.g. 'train[:5000]'")
+    p.add_argument("--validation-split", default="test")
+    p.add_argument("--tail-mass", type=float, default=2 ** -8)
+    p.add_argument("--precision", type=int, default=12, help="range coder precision (bits)")
+    p.add_argument("--coder", default="tfc", help="entropy coder (tfc)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="output dir (default models/mnist/lmbda_<λ>)")
+    p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compress", help="images (PNG/JPEG, or .npy uint8 digits) → .bin files")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--model", required=True, help="trained model dir or its saved_model/")
+    p.add_argument("--output-dir", default="compressed")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help=".bin files → PNG")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output-dir", default="decompressed")
+    p.add_argument("--no-check", action="store_true",
+                   help="decode even strings that fail the end-of-stream sanity check")
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("sample", help="decode random bytes: the decoder as a generative model")
+    p.add_argument("--model", required=True)
+    p.add_argument("-n", "--num", type=int, default=16)
+    p.add_argument("--bytes", type=int, default=8, help="random bytes per sample")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--output", default="samples.png")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("figure", parents=[data], help="digit grid or R-D plot (PNG)")
+    p.add_argument("kind", choices=["digits", "rd"])
+    p.add_argument("--models", nargs="+", required=True, help="one (digits) or more (rd)")
+    p.add_argument("--split", default=None, help="TFDS split (digits: test[48:64], "
+                                                 "rd: test)")
+    p.add_argument("--output", default=None)
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("demo", help="quick train + compress/decompress (what `make run` does)")
+    p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--train-split", default="train[:20000]")
+    p.add_argument("--output", default="workspace/demo/mnist_lmbda_2000")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "figure":
+        args.split = args.split or ("test[48:64]" if args.kind == "digits" else "test")
+        args.output = args.output or f"{args.kind}.png"
+    if getattr(args, "num", 1) < 1 or getattr(args, "bytes", 1) < 0:
+        print("rdpipe: error: --num must be ≥ 1 and --bytes ≥ 0", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except (CliError, FileNotFoundError, ValueError) as error:
+        # ValueError covers InputError/DecodeError/MnistNotFoundError's siblings; all are
+        # user-facing conditions with a message written for the user.
+        print(f"rdpipe: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""rdpipe serving: model server and client for the SavedModel contract in `schemas/`."""
