@@ -7,7 +7,8 @@ Resolution order of `load_mnist` (first hit wins, nothing silent):
    `mnist_idx` TFDS dataset (same features and splits as TFDS `mnist`) via TFDS's *manual
    download* mechanism. The shared copies are re-gzipped, so their sha256 differ from what the
    stock `mnist` builder registers; building our own dataset from the same bytes avoids that;
-3. the stock TFDS `mnist` builder (downloads; only where the network allows).
+3. the stock TFDS `mnist` builder (downloads; only where the network allows, and not when
+   `$RDPIPE_MNIST_DOWNLOAD=0`).
 If all fail, `MnistNotFoundError` names every place that was looked at.
 """
 from __future__ import annotations
@@ -118,15 +119,18 @@ def mnist_builder(data_dir=None, mnist_dir=None) -> tfds.core.DatasetBuilder:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(idx_dir)))
         return builder
+    where = (f"a prepared TFDS 'mnist'/'mnist_idx' dataset in {data_dir}, the four IDX files in "
+             f"{[str(p) for p in looked_at]} (set --mnist-dir or $RDPIPE_MNIST_DIR)")
+    if os.environ.get("RDPIPE_MNIST_DOWNLOAD", "1") == "0":
+        raise MnistNotFoundError(f"MNIST not found. Looked for {where}; downloading is "
+                                 "disabled ($RDPIPE_MNIST_DOWNLOAD=0)")
     try:
         builder = tfds.builder("mnist", data_dir=data_dir)
         builder.download_and_prepare()
         return builder
     except Exception as error:  # network errors come in many types; all mean "not here"
         raise MnistNotFoundError(
-            "MNIST not found. Looked for a prepared TFDS 'mnist'/'mnist_idx' dataset in "
-            f"{data_dir}, for the four IDX files in {[str(p) for p in looked_at]} "
-            "(set --mnist-dir or $RDPIPE_MNIST_DIR), and tried the TFDS download "
+            f"MNIST not found. Looked for {where}, and tried the TFDS download "
             f"({type(error).__name__}: {error})") from error
 
 

@@ -73,11 +73,20 @@ class SavedCodec:
         """
         images, ok = self.decompress_with_status(strings)
         if check:
+            empty = [i for i, s in enumerate(strings) if not s]
+            if empty:
+                raise DecodeError(f"{len(empty)} empty strings (indices {empty[:10]}): an encoder "
+                                  "output is never empty for real images")
             check_decoded(ok)
         return images
 
     def decompress_with_status(self, strings) -> tuple[np.ndarray, np.ndarray]:
-        """Byte strings → (uint8 images, per-string sanity flag); never raises on content."""
+        """Byte strings → (uint8 images, per-string sanity flag); never raises on content.
+
+        Empty strings are flagged not-ok: the TFC coder only emits one for the degenerate input
+        whose every symbol is the lowest table entry, which no real image produces, while a
+        lost or zero-length file is a common failure worth reporting.
+        """
         if isinstance(strings, (bytes, str)):
             raise InputError("strings must be a sequence of byte strings, not a single string")
         strings = list(strings)
@@ -85,4 +94,5 @@ class SavedCodec:
         if bad:
             raise InputError(f"strings must be bytes; elements {bad[:10]} are not")
         out = self._decompress(strings=tf.constant(strings, dtype=tf.string, shape=[len(strings)]))
-        return out["images"].numpy(), out["sanity_ok"].numpy()
+        ok = out["sanity_ok"].numpy() & np.array([len(s) > 0 for s in strings], dtype=bool)
+        return out["images"].numpy(), ok

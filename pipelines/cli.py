@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="quick train + compress/decompress (what `make run` does)")
     p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--train-split", default="train[:20000]")
+    p.add_argument("--train-split", default="train")
     p.add_argument("--output", default="workspace/demo/mnist_lmbda_2000")
     p.set_defaults(func=cmd_demo)
     return parser

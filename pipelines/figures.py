@@ -23,17 +23,17 @@ def digit_grid(originals: np.ndarray, strings: Sequence[bytes], information_bits
                reconstructions: np.ndarray, path: str | Path, title: str = "") -> Path:
     """The tutorial's 4×4 figure: original | hex string + bits | reconstruction, per cell."""
     n = min(16, len(originals))
-    fig, axes = plt.subplots(4, 4, figsize=(12.5, 5.4))
+    fig, axes = plt.subplots(4, 4, figsize=(14, 4.8))
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= n:
             continue
-        gap = np.zeros((28, 14), np.uint8)
+        gap = np.zeros((28, 42), np.uint8)  # room for the string label
         ax.imshow(np.concatenate([originals[i, ..., 0], gap, reconstructions[i, ..., 0]], 1),
                   cmap="gray", vmin=0, vmax=255)
         hex_string = strings[i].hex()
-        if len(hex_string) > 16:
-            hex_string = hex_string[:14] + "…"
+        if len(hex_string) > 12:
+            hex_string = hex_string[:10] + "…"
         ax.text(.5, .5, f"→ 0x{hex_string} →\n{8 * len(strings[i])} bits "
                         f"({information_bits[i]:.1f} info)",
                 ha="center", va="top", color="white", fontsize="small", transform=ax.transAxes)

@@ -1,0 +1,40 @@
+"""Shared fixtures: MNIST from ../shared/data via TFDS, and one tiny trained codec per session."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Tests never download: a missing IDX copy must fail loudly, not fetch from the network.
+os.environ.setdefault("RDPIPE_MNIST_DOWNLOAD", "0")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tfds_dir() -> str:
+    """TFDS data dir shared by the session (Makefile sets it inside the checkout)."""
+    return os.environ.get("TFDS_DATA_DIR") or str(ROOT / ".cache" / "tensorflow_datasets")
+
+
+@pytest.fixture(scope="session")
+def test_digits(tfds_dir) -> tuple[np.ndarray, np.ndarray]:
+    """500 held-out digits (uint8 [500, 28, 28, 1]) and labels."""
+    from codec.datasets import mnist_arrays
+    return mnist_arrays("test[:500]", data_dir=tfds_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tfds_dir) -> Path:
+    """A codec trained for two epochs on 8,000 digits (~20 s): real strings, tiny config."""
+    from codec.mnist_train import MnistTrainConfig, train_mnist
+    out = tmp_path_factory.mktemp("tiny_mnist")
+    config = MnistTrainConfig(lmbda=500., epochs=2, train_split="train[:8000]",
+                              validation_split="test[500:700]", verbose=0, data_dir=tfds_dir)
+    train_mnist(config, out)
+    return out

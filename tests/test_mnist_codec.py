@@ -1,0 +1,132 @@
+"""The MNIST codec end to end on a tiny trained model: strings, rates, reload, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from codec.evaluation import coded_bits, evaluate_codec
+from codec.mnist import MNISTCodec, MNISTCompressionTrainer, to_unit_float
+from codec.saved_codec import DecodeError, InputError, SavedCodec
+
+
+def test_architecture_matches_the_tutorial():
+    trainer = MNISTCompressionTrainer(latent_dims=50)
+    trainer(tf.zeros((2, 28, 28, 1), tf.uint8))
+    analysis = [(l.__class__.__name__, l.output.shape[1:]) for l in
+                trainer.analysis_transform.layers]
+    assert analysis == [("Conv2D", (14, 14, 20)), ("Conv2D", (7, 7, 50)), ("Flatten", (2450,)),
+                        ("Dense", (500,)), ("Dense", (50,))]
+    synthesis = [(l.__class__.__name__, l.output.shape[1:]) for l in
+                 trainer.synthesis_transform.layers]
+    assert synthesis == [("Dense", (500,)), ("Dense", (2450,)), ("Reshape", (7, 7, 50)),
+                         ("Conv2DTranspose", (14, 14, 20)), ("Conv2DTranspose", (28, 28, 1))]
+    assert trainer.prior_log_scales.shape == (50,)
+
+
+def test_training_wrote_model_logs_and_checkpoints(tiny_model):
+    assert (tiny_model / "saved_model" / "saved_model.pb").is_file()
+    assert list((tiny_model / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((tiny_model / "checkpoints").glob("ckpt-1.index"))
+    assert (tiny_model / "training.json").is_file()
+
+
+def test_latents_round_trip_bit_exactly_through_strings(test_digits):
+    trainer = MNISTCompressionTrainer(50)
+    trainer(tf.zeros((1, 28, 28, 1), tf.uint8))
+    codec = MNISTCodec(trainer)
+    y = trainer.analysis_transform(to_unit_float(test_digits[0][:200]))
+    y_hat, ok = codec.entropy_model.decompress(codec.entropy_model.compress(y), [])
+    assert ok.numpy().all()
+    np.testing.assert_array_equal(y_hat.numpy(), codec.entropy_model.quantize(y).numpy())
+
+
+def test_rate_estimate_agrees_with_actual_coded_bits(tiny_model, test_digits):
+    """Training-mode (noisy) rate vs real string lengths on held-out digits."""
+    codec = SavedCodec(tiny_model)
+    images = test_digits[0]
+    strings, info = codec.compress(images)
+    actual = coded_bits(strings).mean()
+    trainer = MNISTCompressionTrainer(50)
+    trainer(tf.zeros((1, 28, 28, 1), tf.uint8))
+    checkpoint = tf.train.Checkpoint(trainer=trainer)
+    checkpoint.restore(tf.train.latest_checkpoint(tiny_model / "checkpoints")).expect_partial()
+    estimate = np.mean([trainer(images, training=True)["rate"].numpy() for _ in range(5)])
+    # Coded bits = information content + a few bits of coder overhead; the noisy estimate is a
+    # smooth upper bound of the information content. Agreement within 10% on ~100-bit digits.
+    assert abs(actual - estimate) <= .10 * estimate, (actual, estimate)
+    assert abs(actual - info.mean()) <= 8
+
+
+def test_reloaded_model_decodes_strings_made_before_the_save(tiny_model, test_digits, tmp_path):
+    first = SavedCodec(tiny_model)
+    strings, _ = first.compress(test_digits[0][:64])
+    decoded_before = first.decompress(strings)
+    # Export again through a fresh load → save → load cycle, then decode the old strings.
+    tf.saved_model.save(first._module, str(tmp_path / "copy"),
+                        signatures=dict(first._module.signatures))
+    second = SavedCodec(tmp_path / "copy")
+    np.testing.assert_array_equal(second.decompress(strings), decoded_before)
+    assert second.compress(test_digits[0][:64])[0] == strings
+
+
+def test_evaluation_reports_real_numbers(tiny_model, test_digits):
+    result = evaluate_codec(SavedCodec(tiny_model), test_digits[0][:300], batch_size=128)
+    assert result["num_images"] == 300
+    assert 0 < result["mae"] < .2 and result["psnr"] > 10
+    assert result["bits_per_digit"] == pytest.approx(result["bits"].mean())
+    assert result["compress_per_s"] > 0 and result["decompress_per_s"] > 0
+
+
+@pytest.mark.parametrize("make_bad, why", [
+    (lambda s: [b"\x8f\x13" * 9 + bytes([i]) for i in range(64)], "garbage"),
+    (lambda s: [x[: len(x) // 2] for x in s], "truncated"),
+    (lambda s: [b""] * 3, "empty"),
+])
+def test_bad_strings_are_reported_never_crash(tiny_model, test_digits, make_bad, why):
+    codec = SavedCodec(tiny_model)
+    strings, _ = codec.compress(test_digits[0][:64])
+    bad = make_bad(strings)
+    images, ok = codec.decompress_with_status(bad)  # never raises, never hangs
+    assert images.shape == (len(bad), 28, 28, 1) and images.dtype == np.uint8
+    if why == "empty":
+        assert not ok.any()
+        with pytest.raises(DecodeError, match="empty"):
+            codec.decompress(bad)
+    elif not ok.all():
+        with pytest.raises(DecodeError, match="sanity check"):
+            codec.decompress(bad)
+    if why == "garbage":
+        assert not ok.all()
+
+
+def test_random_bytes_fuzz_the_saved_decoder(tiny_model):
+    codec = SavedCodec(tiny_model)
+    rng = np.random.default_rng(7)
+    strings = [rng.bytes(int(n)) for n in rng.integers(0, 64, 3000)]
+    images, ok = codec.decompress_with_status(strings)
+    assert images.shape == (3000, 28, 28, 1)
+    assert 0 < ok.mean() < .6
+
+
+def test_savedmodel_signature_rejects_wrong_dtype_and_shape(tiny_model):
+    codec = SavedCodec(tiny_model)
+    with pytest.raises(InputError, match="uint8"):
+        codec.compress(np.zeros((2, 28, 28), np.float32))
+    with pytest.raises(InputError, match=r"shape \[batch, 28, 28, 1\]"):
+        codec.compress(np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(InputError, match="sequence of byte strings"):
+        codec.decompress(b"\x00\x01")
+    with pytest.raises(InputError, match="must be bytes"):
+        codec.decompress([b"ok", 3])
+    # The raw signature itself refuses floats too (typed TensorSpec).
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
+        codec._compress(images=tf.zeros((1, 28, 28, 1), tf.float32))
+    single = codec.compress(np.zeros((28, 28), np.uint8))[0]
+    assert len(single) == 1
+
+
+def test_decoder_is_a_generative_model(tiny_model):
+    images = SavedCodec(tiny_model).decompress([bytes(range(i, i + 8)) for i in range(16)],
+                                               check=False)
+    assert images.shape == (16, 28, 28, 1) and images.std() > 0
