@@ -31,7 +31,7 @@ test: install
 bench: bench-mnist
 
 bench-mnist: install
-	$(BIN)/python benchmarks/bench_mnist.py
+	$(BIN)/python benchmarks/bench_mnist.py $(BENCH_ARGS)
 
 # Regenerate the lock file from the current environment (after a deliberate upgrade).
 lock: install

@@ -32,7 +32,7 @@ from codec.mnist_train import MnistTrainConfig, train_mnist  # noqa: E402
 from codec.saved_codec import SavedCodec  # noqa: E402
 from pipelines.figures import TUTORIAL_POINTS, rd_plot  # noqa: E402
 
-KEYS = ("lambda", "bits_per_digit", "information_bits", "coding_overhead_bits", "mae", "psnr",
+KEYS = ("lambda", "decoder_input", "bits_per_digit", "information_bits", "coding_overhead_bits", "mae", "psnr",
         "train_seconds", "compress_per_s", "decompress_per_s", "num_test_digits", "epochs",
         "tutorial_bits", "tutorial_mae", "tutorial_curve_mae_at_our_rate")
 
@@ -49,6 +49,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lambdas", type=float, nargs="+", default=[2000, 500, 300])
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--decoder-inputs", nargs="+", default=["quantized"],
+                        choices=["quantized", "noisy"],
+                        help="training variants: quantized (rdpipe default) and/or noisy "
+                             "(the tutorial's exact recipe)")
     parser.add_argument("--workdir", default=str(ROOT / "workspace" / "bench" / "mnist"))
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
@@ -56,15 +60,19 @@ def main() -> None:
     test_images, _ = mnist_arrays("test")
     tutorial = {p["lambda"]: p for p in TUTORIAL_POINTS}
     rows = []
-    for lmbda in args.lambdas:
-        out = Path(args.workdir) / f"lmbda_{lmbda:g}"
-        config = MnistTrainConfig(lmbda=lmbda, epochs=args.epochs, verbose=2)
-        print(f"=== λ={lmbda:g}: training {args.epochs} epochs → {out}", flush=True)
+    runs = [(variant, lmbda) for variant in args.decoder_inputs for lmbda in args.lambdas]
+    for variant, lmbda in runs:
+        out = Path(args.workdir) / f"{variant}_lmbda_{lmbda:g}"
+        config = MnistTrainConfig(lmbda=lmbda, epochs=args.epochs, verbose=2,
+                                  decoder_input=variant)
+        print(f"=== λ={lmbda:g}, decoder input {variant}: training {args.epochs} epochs → "
+              f"{out}", flush=True)
         summary = train_mnist(config, out)
         result = evaluate_codec(SavedCodec(out), test_images)
         ref = tutorial.get(int(lmbda), {})
         row = {
             "lambda": lmbda,
+            "decoder_input": variant,
             "bits_per_digit": result["bits_per_digit"],
             "information_bits": result["information_bits"],
             "coding_overhead_bits": result["bits_per_digit"] - result["information_bits"],
@@ -91,12 +99,12 @@ def main() -> None:
     (results / "mnist_rd.json").write_text(json.dumps(rows, indent=2) + "\n")
     rd_plot(rows, results / "mnist_rd.png",
             title="MNIST: rdpipe (actual coded bits, 10k test digits) vs TFC tutorial")
-    print(f"\n{'λ':>6} {'bits/digit':>10} {'info':>7} {'MAE':>7} {'tutorial':>16} "
+    print(f"\n{'variant':>9} {'λ':>6} {'bits/digit':>10} {'info':>7} {'MAE':>7} {'tutorial':>16} "
           f"{'curve MAE@ours':>14}")
     for r in rows:
         tut = (f"{r['tutorial_bits']:.2f} @ {r['tutorial_mae']:.4f}"
                if r["tutorial_bits"] else "-")
-        print(f"{r['lambda']:>6g} {r['bits_per_digit']:>10.2f} {r['information_bits']:>7.2f} "
+        print(f"{r['decoder_input']:>9} {r['lambda']:>6g} {r['bits_per_digit']:>10.2f} {r['information_bits']:>7.2f} "
               f"{r['mae']:>7.4f} {tut:>16} {r['tutorial_curve_mae_at_our_rate']:>14.4f}")
     print(f"→ {results / 'mnist_rd.json'}, {results / 'mnist_rd.png'}")
 

@@ -58,19 +58,31 @@ def to_uint8(x: tf.Tensor) -> tf.Tensor:
     return tf.saturate_cast(tf.round(x * 255.), tf.uint8)
 
 
+DECODER_INPUTS = ("noisy", "quantized")
+
+
 class MNISTCompressionTrainer(keras.Model):
     """Trains transforms and prior jointly on `rate + lmbda * distortion`.
 
     `call` returns a dict with `rate` (mean bits per digit) and `distortion` (mean absolute pixel
-    difference on [0, 1]). training=True uses noisy latents; training=False quantized latents
-    (the tutorial's validation numbers: information content, not coded length).
+    difference on [0, 1]). training=True uses noisy latents for the rate; training=False quantized
+    latents (the tutorial's validation numbers: information content, not coded length).
+
+    decoder_input: what the synthesis transform sees during training. "noisy" (the tutorial):
+    `y + U(-.5, .5)`, the same tensor the rate is measured on. "quantized": `round(y)` with a
+    straight-through gradient ("mixed quantization", Minnen & Singh, ICIP 2020) — the decoder
+    trains on exactly what it decodes at test time; the rate term is unchanged.
     """
 
     def __init__(self, latent_dims: int = DEFAULT_LATENT_DIMS, lmbda: float = 2000.,
-                 **kwargs):
+                 decoder_input: str = "noisy", **kwargs):
         super().__init__(**kwargs)
+        if decoder_input not in DECODER_INPUTS:
+            raise ValueError(f"decoder_input must be one of {DECODER_INPUTS}, got "
+                             f"{decoder_input!r}")
         self.latent_dims = int(latent_dims)
         self.lmbda = float(lmbda)
+        self.decoder_input = decoder_input
         self.analysis_transform = make_analysis_transform(self.latent_dims)
         self.synthesis_transform = make_synthesis_transform()
         self.prior_log_scales = tf.Variable(tf.zeros((self.latent_dims,)), name="prior_log_scales")
@@ -86,6 +98,8 @@ class MNISTCompressionTrainer(keras.Model):
         x = to_unit_float(x)
         y = self.analysis_transform(x)
         y_tilde, bits = self.entropy_model(y, training=training)
+        if training and self.decoder_input == "quantized":
+            y_tilde = self.entropy_model.quantize(y)
         x_tilde = self.synthesis_transform(y_tilde)
         return dict(rate=tf.reduce_mean(bits), distortion=tf.reduce_mean(tf.abs(x - x_tilde)))
 
@@ -117,7 +131,8 @@ class MNISTCompressionTrainer(keras.Model):
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
     def get_config(self):
-        return dict(latent_dims=self.latent_dims, lmbda=self.lmbda)
+        return dict(latent_dims=self.latent_dims, lmbda=self.lmbda,
+                    decoder_input=self.decoder_input)
 
 
 class MNISTCodec(tf.Module):

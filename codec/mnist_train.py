@@ -29,6 +29,7 @@ class MnistTrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     latent_dims: int = 50
+    decoder_input: str = "noisy"        # "noisy" (tutorial) or "quantized" (see MNISTCompressionTrainer)
     train_split: str = "train"          # TFDS split syntax, e.g. "train[:2000]" for tiny runs
     validation_split: str = "test"
     tail_mass: float = 2 ** -8
@@ -60,7 +61,7 @@ def make_datasets(config: MnistTrainConfig) -> tuple[tf.data.Dataset, tf.data.Da
 
 
 def build_trainer(config: MnistTrainConfig) -> MNISTCompressionTrainer:
-    trainer = MNISTCompressionTrainer(config.latent_dims, config.lmbda)
+    trainer = MNISTCompressionTrainer(config.latent_dims, config.lmbda, config.decoder_input)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
     trainer(tf.zeros((1, 28, 28, 1), tf.uint8))  # create variables
     return trainer

@@ -61,26 +61,31 @@ def rd_plot(points: Sequence[dict], path: str | Path, title: str = "MNIST rate�
             reference: Sequence[dict] = TUTORIAL_POINTS) -> Path:
     """MAE vs bits/digit: ours as actual coded bits (and information content), plus reference.
 
-    `points` need keys lambda, bits_per_digit, information_bits, mae.
+    `points` need keys lambda, bits_per_digit, information_bits, mae; an optional
+    `decoder_input` key splits them into one series per training variant.
     """
-    points = sorted(points, key=lambda p: p["bits_per_digit"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    ax.plot([p["bits_per_digit"] for p in points], [p["mae"] for p in points], "o-",
-            label="rdpipe: actual coded bits (8 × string bytes)")
-    ax.plot([p["information_bits"] for p in points], [p["mae"] for p in points], "x--",
-            alpha=.6, label="rdpipe: information content")
-    for p in points:
-        ax.annotate(f"λ={p['lambda']:g}", (p["bits_per_digit"], p["mae"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize="small")
+    fig, ax = plt.subplots(figsize=(6.8, 4.8))
+    variants = sorted({p.get("decoder_input", "") for p in points})
+    for color, variant in zip(("C0", "C1", "C2", "C3"), variants):
+        series = sorted((p for p in points if p.get("decoder_input", "") == variant),
+                        key=lambda p: p["bits_per_digit"])
+        suffix = f" ({variant} decoder input)" if variant else ""
+        ax.plot([p["bits_per_digit"] for p in series], [p["mae"] for p in series], "o-",
+                color=color, label=f"rdpipe{suffix}: actual coded bits")
+        ax.plot([p["information_bits"] for p in series], [p["mae"] for p in series], "x--",
+                color=color, alpha=.5, label=f"rdpipe{suffix}: information content")
+        for p in series:
+            ax.annotate(f"λ={p['lambda']:g}", (p["bits_per_digit"], p["mae"]),
+                        textcoords="offset points", xytext=(6, 4), fontsize="x-small")
     if reference:
         ref = sorted(reference, key=lambda p: p["bits"])
         ax.plot([p["bits"] for p in ref], [p["mae"] for p in ref], "s:", color="gray",
-                label="TFC tutorial (validation rate estimate)")
+                label="TFC tutorial (validation information content)")
     ax.set_xlabel("rate [bits / digit]")
     ax.set_ylabel("distortion [MAE, pixels in [0, 1]]")
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     ax.grid(alpha=.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="x-small")
     return _save(fig, path)
 
 

@@ -1,0 +1,113 @@
+"""The `rdpipe` CLI on a tiny model, MNIST loading from IDX files, and the project layout."""
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec import datasets
+from pipelines.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compress_then_decompress_files(tiny_model, test_digits, tmp_path, capsys):
+    digits = test_digits[0][:5, ..., 0]
+    np.save(tmp_path / "digits.npy", digits)
+    Image.fromarray(digits[0]).save(tmp_path / "one.png")
+    assert main(["compress", str(tmp_path / "digits.npy"), str(tmp_path / "one.png"),
+                 "--model", str(tiny_model), "--output-dir", str(tmp_path / "bin")]) == 0
+    out = capsys.readouterr().out
+    assert "6 images" in out and "information" in out
+    bins = sorted((tmp_path / "bin").glob("*.bin"))
+    assert len(bins) == 6
+    assert (tmp_path / "bin" / "one.bin").read_bytes() == \
+        (tmp_path / "bin" / "digits_00000.bin").read_bytes()
+    assert main(["decompress", *map(str, bins), "--model", str(tiny_model),
+                 "--output-dir", str(tmp_path / "png")]) == 0
+    decoded = np.asarray(Image.open(tmp_path / "png" / "one.png"))
+    assert decoded.shape == (28, 28) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - digits[0]).mean() < 40
+
+
+def test_cli_errors_are_clear(tiny_model, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["compress", str(tmp_path / "notes.txt"), "--model", str(tiny_model)]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    np.save(tmp_path / "floats.npy", np.zeros((2, 28, 28), np.float32))
+    assert main(["compress", str(tmp_path / "floats.npy"), "--model", str(tiny_model)]) == 2
+    assert "uint8" in capsys.readouterr().err
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
+    assert main(["compress", str(tmp_path / "big.png"), "--model", str(tiny_model)]) == 2
+    assert "28×28" in capsys.readouterr().err
+    (tmp_path / "empty.bin").write_bytes(b"")
+    assert main(["decompress", str(tmp_path / "empty.bin"), "--model", str(tiny_model),
+                 "--output-dir", str(tmp_path / "o")]) == 2
+    assert "sanity check" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "empty.bin"), "--model", str(tiny_model),
+                 "--no-check", "--output-dir", str(tmp_path / "o")]) == 0
+    assert main(["compress", str(tmp_path / "big.png"), "--model", str(tmp_path)]) == 2
+    assert "no SavedModel" in capsys.readouterr().err
+
+
+def test_sample_and_figures(tiny_model, tmp_path, tfds_dir):
+    assert main(["sample", "--model", str(tiny_model), "-n", "8",
+                 "--output", str(tmp_path / "s.png")]) == 0
+    assert main(["figure", "digits", "--models", str(tiny_model), "--data-dir", tfds_dir,
+                 "--output", str(tmp_path / "d.png")]) == 0
+    assert main(["figure", "rd", "--models", str(tiny_model), "--split", "test[:200]",
+                 "--data-dir", tfds_dir, "--output", str(tmp_path / "rd.png")]) == 0
+    for name in ("s.png", "d.png", "rd.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.size[0] > 300
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_directory_becomes_a_tfds_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("t10k", 5)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz",
+                   rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    images, labels = datasets.mnist_arrays("test", data_dir=tmp_path / "tfds",
+                                           mnist_dir=tmp_path)
+    assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
+    assert set(labels) <= set(range(10))
+    assert datasets.mnist_builder(tmp_path / "tfds").info.splits["train"].num_examples == 12
+
+
+def test_missing_mnist_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "DEFAULT_MNIST_DIR", tmp_path / "nowhere")
+    monkeypatch.delenv("RDPIPE_MNIST_DIR", raising=False)
+    monkeypatch.setenv("RDPIPE_MNIST_DOWNLOAD", "0")
+    with pytest.raises(datasets.MnistNotFoundError, match="IDX files in .*nowhere"):
+        datasets.load_mnist("train", data_dir=tmp_path / "tfds")
+
+
+def test_corrupt_idx_is_rejected(tmp_path):
+    (tmp_path / "x.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09abc"))
+    with pytest.raises(ValueError, match="holds 3 bytes"):
+        datasets.read_idx(tmp_path / "x.gz")
+
+
+def test_layout_and_codec_imports_no_tfx():
+    for part in ("codec", "components", "pipelines", "serving", "schemas", "tests",
+                 "benchmarks", "pyproject.toml", "Makefile", "README.md", ".ci/run"):
+        assert (ROOT / part).exists(), part
+    code = ("import sys, codec.mnist_train, codec.saved_codec, codec.evaluation; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tfx', 'tensorflow_model_analysis', 'ml_metadata')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
