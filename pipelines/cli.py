@@ -33,7 +33,8 @@ def cmd_train(args) -> None:
         train_split=args.train_split, validation_split=args.validation_split,
         tail_mass=args.tail_mass, precision=args.precision, coder=args.coder,
         seed=args.seed, verbose=0 if args.quiet else 1, data_dir=args.data_dir,
-        mnist_dir=args.mnist_dir)
+        mnist_dir=args.mnist_dir,
+        **({"decoder_input": args.decoder_input} if args.decoder_input else {}))
     output = Path(args.output or f"models/mnist/lmbda_{args.lmbda:g}")
     print(f"training MNIST codec λ={args.lmbda:g} for {args.epochs} epochs → {output}")
     summary = train_mnist(config, output)
@@ -237,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-dims", type=int, default=50)
     p.add_argument("--train-split", default="train", help="TFDS split, e.g. 'train[:5000]'")
     p.add_argument("--validation-split", default="test")
+    p.add_argument("--decoder-input", choices=["quantized", "noisy"],
+                   help="latents the decoder trains on: noisy (the tutorial) or quantized with "
+                        "a straight-through gradient (default: see codec.mnist_train)")
     p.add_argument("--tail-mass", type=float, default=2 ** -8)
     p.add_argument("--precision", type=int, default=12, help="range coder precision (bits)")
     p.add_argument("--coder", default="tfc", help="entropy coder (tfc)")
