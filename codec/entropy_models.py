@@ -197,9 +197,10 @@ class EntropyModel(tf.Module):
         specific). A real coder's output must stay within a few bytes of this.
         """
         symbols = self.symbols(y)  # [B, M, C]
-        cdf, offsets_len = self._cdf, self._cdf_length
-        starts = tf.concat([[0], tf.cumsum(offsets_len + 1)[:-1]], 0)  # row start incl. prefix
-        pmf_len = offsets_len - 2
+        cdf, cdf_length = self._cdf, self._cdf_length
+        # Each channel's row is [-precision, cdf_0, ..., cdf_{L}] with L + 1 = cdf_length.
+        starts = tf.concat([[0], tf.cumsum(cdf_length + 1)[:-1]], 0)
+        pmf_len = cdf_length - 2
         escape = symbols < 0
         escape |= symbols >= pmf_len
         index = tf.where(escape, pmf_len, symbols)  # escape symbol sits at index pmf_len

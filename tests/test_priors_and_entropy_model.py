@@ -17,10 +17,10 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def _model(scales, **kwargs) -> EntropyModel:
+def _model(scales, coding_rank=1, **kwargs) -> EntropyModel:
     scales = tf.constant(scales, tf.float32)
-    return EntropyModel(lambda: NoisyLogistic(0., scales), coding_rank=1, compression=True,
-                        **kwargs)
+    return EntropyModel(lambda: NoisyLogistic(0., scales), coding_rank=coding_rank,
+                        compression=True, **kwargs)
 
 
 def test_noisy_logistic_is_logistic_convolved_with_unit_uniform():
@@ -84,10 +84,9 @@ def test_tables_have_the_coder_layout():
        spread=st.floats(.1, 200.), seed=st.integers(0, 2 ** 16))
 def test_quantized_latents_round_trip_bit_exactly(scales, batch, positions, spread, seed):
     """Any latent values — including far outside the tables (escape codes) — round-trip."""
-    model = _model(scales)
+    model = _model(scales, coding_rank=2)
     rng = np.random.default_rng(seed)
     y = tf.constant(rng.normal(0, spread, (batch, positions, len(scales))), tf.float32)
-    model.coding_rank = 2
     strings = model.compress(y)
     assert strings.shape == (batch,)
     y_hat, ok = model.decompress(strings, [positions])
