@@ -22,14 +22,12 @@ from typing import Any
 import apache_beam as beam
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
-from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx import types
-from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ExecutionParameter
+from tfx.types import standard_component_specs
 
 from codec import datasets
+from components.example_gen_base import FileBasedExampleGenWithParams, spec_with_params
 
 MAX_EXAMPLES_KEY = "max_examples_per_split"
 _TFDS_SPLITS = {"train": "train", "t10k": "test"}
@@ -93,28 +91,17 @@ class MnistExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         return _MnistToExample
 
 
-class MnistExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-    PARAMETERS = {**standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
-                  MAX_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True)}
-
-
-class MnistExampleGen(FileBasedExampleGen):
+class MnistExampleGen(FileBasedExampleGenWithParams):
     """FileBasedExampleGen over MNIST IDX files (span-aware); see the module docstring."""
 
-    SPEC_CLASS = MnistExampleGenSpec
+    SPEC_CLASS = spec_with_params("MnistExampleGenSpec", {MAX_EXAMPLES_KEY: int})
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(MnistExampleGenExecutor)
 
     def __init__(self, input_base: str, input_config: example_gen_pb2.Input,
                  range_config=None, max_examples_per_split: int = 0):
         """max_examples_per_split: keep only the first N examples of each split (0 = all)."""
-        spec = MnistExampleGenSpec(
-            input_base=input_base, input_config=input_config,
-            output_config=example_gen_pb2.Output(), range_config=range_config,
-            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            examples=types.Channel(type=standard_artifacts.Examples),
-            **{MAX_EXAMPLES_KEY: int(max_examples_per_split)})
-        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+        super().__init__(input_base, input_config, example_gen_pb2.Output(), range_config,
+                         **{MAX_EXAMPLES_KEY: int(max_examples_per_split)})
 
 
 def mnist_input_config(folder: str = "mnist") -> example_gen_pb2.Input:
