@@ -15,6 +15,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from codec import svd
 from codec.entropy_models import EntropyModel
 from codec.priors import NoisyLogistic
 
@@ -144,6 +145,8 @@ class MNISTCodec(tf.Module):
           if any string fails the end-of-stream sanity check
       decompress_unchecked(strings) → images, sanity_ok bool [B]; never fails — the tutorial's
           "decoder as a generative model" (decode random bytes)
+      svd_approximate(images uint8 [B,H,W,C], rank int32 []) → reconstruction uint8 [B,H,W,C],
+          singular_values float32 [B,C,min(H,W)] — batched low-rank approximation of any images
     """
 
     def __init__(self, trainer: MNISTCompressionTrainer, *, tail_mass: float = 2 ** -8,
@@ -186,7 +189,14 @@ class MNISTCodec(tf.Module):
         images, ok = self._decode(strings)
         return {"images": images, "sanity_ok": ok}
 
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, None), tf.uint8,
+                                                name="images"),
+                                  tf.TensorSpec((), tf.int32, name="rank")])
+    def svd_approximate(self, images, rank):
+        reconstruction, singular_values = svd.low_rank_approximation(images, rank)
+        return {"reconstruction": reconstruction, "singular_values": singular_values}
+
     def signatures(self) -> dict:
         return {"compress": self.compress, "decompress": self.decompress,
                 "decompress_unchecked": self.decompress_unchecked,
-                "serving_default": self.compress}
+                "svd_approximate": self.svd_approximate, "serving_default": self.compress}

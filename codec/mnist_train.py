@@ -47,17 +47,21 @@ class MnistTrainConfig:
             raise ValueError("epochs, batch_size and latent_dims must be positive")
 
 
-def _with_dummy_targets(dataset: tf.data.Dataset) -> tf.data.Dataset:
+def _images_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.map(lambda image, label: image, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def make_datasets(config: MnistTrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+def tfds_images(config: MnistTrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Unbatched uint8 `[28, 28, 1]` train / validation images from TFDS (see codec.datasets)."""
     train = load_mnist(config.train_split, config.data_dir, config.mnist_dir, shuffle_files=True)
     validation = load_mnist(config.validation_split, config.data_dir, config.mnist_dir)
-    train = (_with_dummy_targets(train).cache().shuffle(10_000, seed=config.seed)
-             .batch(config.batch_size).prefetch(8))
-    validation = _with_dummy_targets(validation).batch(config.batch_size).cache()
-    return train, validation
+    return _images_only(train), _images_only(validation)
+
+
+def batch_for_training(config: MnistTrainConfig, train: tf.data.Dataset,
+                       validation: tf.data.Dataset) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    train = train.cache().shuffle(10_000, seed=config.seed).batch(config.batch_size).prefetch(8)
+    return train, validation.batch(config.batch_size).cache()
 
 
 def build_trainer(config: MnistTrainConfig) -> MNISTCompressionTrainer:
@@ -76,13 +80,19 @@ def export_codec(trainer: MNISTCompressionTrainer, path: str | Path,
     return codec
 
 
-def train_mnist(config: MnistTrainConfig, output_dir: str | Path) -> dict:
-    """Trains, checkpoints, logs and exports one MNIST codec; returns the training summary."""
+def train_mnist(config: MnistTrainConfig, output_dir: str | Path,
+                images: tuple[tf.data.Dataset, tf.data.Dataset] | None = None,
+                saved_model_dir: str | Path | None = None) -> dict:
+    """Trains, checkpoints, logs and exports one MNIST codec; returns the training summary.
+
+    images: unbatched uint8 `[28, 28, 1]` (train, validation) datasets; default: TFDS MNIST
+    per `config`. saved_model_dir: where to export (default `output_dir/saved_model`).
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    train, validation = make_datasets(config)
+    train, validation = batch_for_training(config, *(images or tfds_images(config)))
     trainer = build_trainer(config)
 
     checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
@@ -104,7 +114,7 @@ def train_mnist(config: MnistTrainConfig, output_dir: str | Path) -> dict:
         callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")), _Checkpointer()])
     train_seconds = time.perf_counter() - start
 
-    export_codec(trainer, output_dir / "saved_model", config)
+    export_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
     summary = {
         "config": dataclasses.asdict(config),
         "train_seconds": train_seconds,
