@@ -1,0 +1,142 @@
+"""Validation gates as TFX Python-function components.
+
+- `FailOnAnomalies`: stops the run (before training) when ExampleValidator found anomalies,
+  printing them; trainers are made downstream of it.
+- `RateDistortionGate`: per-λ model validation on *actual coded bits*. TFMA computes metrics
+  from a model's numeric predictions per example; the rate here is the byte length of strings
+  produced by the `compress` signature and the distortion needs a full decode, which TFMA's
+  metric API cannot express — hence a custom component writing the standard `ModelBlessing`
+  (`blessed` custom property) that the stock Pusher honours.
+- `ServingCheck`: loads the SavedModel the way a server does and checks the compress→decompress
+  round trip on eval examples; writes an `InfraBlessing` the Pusher also requires (the
+  InfraValidator idea without Docker).
+"""
+# No `from __future__ import annotations`: TFX reads these signatures at import time.
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+
+from components.mnist_trainer import read_mnist_examples
+
+InputArtifact = tfx.dsl.components.InputArtifact
+OutputArtifact = tfx.dsl.components.OutputArtifact
+Parameter = tfx.dsl.components.Parameter
+
+
+def _eval_images(examples, max_examples: int) -> np.ndarray:
+    pattern = os.path.join(examples.uri, "Split-eval", "*")
+    dataset = read_mnist_examples([pattern]).take(max_examples).batch(1024)
+    return np.concatenate([batch.numpy() for batch in dataset])
+
+
+def _codec(model):
+    from codec.saved_codec import SavedCodec  # pylint: disable=import-outside-toplevel
+    return SavedCodec(path_utils.serving_model_path(model.uri))
+
+
+@tfx.dsl.components.component
+def FailOnAnomalies(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
+    """Raises with every anomaly ExampleValidator found (so nothing downstream runs)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    found = []
+    for path in sorted(tf.io.gfile.glob(os.path.join(anomalies.uri, "Split-*", "SchemaDiff.pb"))):
+        report = anomalies_pb2.Anomalies.FromString(tf.io.gfile.GFile(path, "rb").read())
+        split = os.path.basename(os.path.dirname(path))
+        for feature, info in report.anomaly_info.items():
+            found.append(f"{split}/{feature}: {info.short_description} — {info.description}")
+    if found:
+        raise RuntimeError("data validation failed; training skipped:\n  " + "\n  ".join(found))
+    print("data validation: no anomalies")
+
+
+def gate_decision(metrics: dict, *, max_rate: float, max_distortion: float,
+                  baseline: Optional[dict], tolerance: float) -> tuple[bool, list[str]]:
+    """(blessed, one line per check with the numbers). Pure function: unit-testable."""
+    checks = [
+        (metrics["bits_per_digit"] <= max_rate,
+         f"rate {metrics['bits_per_digit']:.2f} bits/digit ≤ max_rate {max_rate:g}"),
+        (metrics["mae"] <= max_distortion,
+         f"distortion MAE {metrics['mae']:.4f} ≤ max_distortion {max_distortion:g}"),
+    ]
+    if baseline is not None:
+        limit = baseline["objective"] * (1 + tolerance)
+        checks.append((metrics["objective"] <= limit,
+                       f"objective bits+λ·MAE {metrics['objective']:.3f} ≤ blessed baseline "
+                       f"{baseline['objective']:.3f} × (1 + {tolerance:g})"))
+    lines = [("PASS " if ok else "FAIL ") + text for ok, text in checks]
+    return all(ok for ok, _ in checks), lines
+
+
+@tfx.dsl.components.component
+def RateDistortionGate(
+        model: InputArtifact[standard_artifacts.Model],
+        examples: InputArtifact[standard_artifacts.Examples],
+        blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+        baseline_model: InputArtifact[standard_artifacts.Model] = None,
+        lmbda: Parameter[float] = 1.0,
+        max_rate: Parameter[float] = 1e9,
+        max_distortion: Parameter[float] = 1.0,
+        tolerance: Parameter[float] = 0.0,
+        max_examples: Parameter[int] = 2000) -> None:
+    """Blesses the model iff actual bits ≤ max_rate, MAE ≤ max_distortion and, when a blessed
+    baseline exists, bits + λ·MAE is not worse than the baseline's by more than `tolerance`."""
+    from codec.evaluation import evaluate_codec  # pylint: disable=import-outside-toplevel
+
+    images = _eval_images(examples, max_examples)
+
+    def measure(artifact) -> dict:
+        result = evaluate_codec(_codec(artifact), images)
+        keep = ("bits_per_digit", "information_bits", "mae", "psnr", "num_images")
+        out = {k: result[k] for k in keep}
+        out["objective"] = out["bits_per_digit"] + lmbda * out["mae"]
+        return out
+
+    metrics = measure(model)
+    baseline = measure(baseline_model) if baseline_model is not None else None
+    blessed, lines = gate_decision(metrics, max_rate=max_rate, max_distortion=max_distortion,
+                                   baseline=baseline, tolerance=tolerance)
+    report = {"lambda": lmbda, "blessed": blessed, "checks": lines, "metrics": metrics,
+              "baseline": baseline, "baseline_uri": getattr(baseline_model, "uri", None)}
+    with open(os.path.join(blessing.uri, "evaluation.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    blessing.set_int_custom_property("blessed", int(blessed))
+    # The two properties LatestBlessedModelStrategy and the Pusher read.
+    blessing.set_int_custom_property("current_model_id", model.id)
+    blessing.set_string_custom_property("current_model", model.uri)
+    for key in ("bits_per_digit", "mae", "psnr", "objective"):
+        blessing.set_float_custom_property(key, float(metrics[key]))
+    verdict = "BLESSED" if blessed else "NOT BLESSED (push skipped)"
+    print(f"rate-distortion gate λ={lmbda:g}: {verdict}\n  " + "\n  ".join(lines))
+
+
+@tfx.dsl.components.component
+def ServingCheck(model: InputArtifact[standard_artifacts.Model],
+                 examples: InputArtifact[standard_artifacts.Examples],
+                 blessing: OutputArtifact[standard_artifacts.InfraBlessing],
+                 num_examples: Parameter[int] = 64) -> None:
+    """Loads the export as a server would and checks the compress→decompress round trip."""
+    codec = _codec(model)
+    images = _eval_images(examples, num_examples)
+    strings, _ = codec.compress(images)
+    again, _ = codec.compress(images)
+    decoded, ok = codec.decompress_with_status(strings)
+    problems = []
+    if strings != again:
+        problems.append("compress is not deterministic")
+    if not ok.all():
+        problems.append(f"{int((~ok).sum())} strings fail the decoder's sanity check")
+    if not np.array_equal(codec.decompress(strings, check=False), decoded):
+        problems.append("decompress is not deterministic")
+    if decoded.shape != images.shape or decoded.dtype != np.uint8:
+        problems.append(f"decoded {decoded.shape} {decoded.dtype} for inputs {images.shape}")
+    blessing.set_int_custom_property("blessed", int(not problems))
+    print(f"serving check on {len(images)} eval digits: "
+          + ("OK" if not problems else "FAILED: " + "; ".join(problems)))
