@@ -104,7 +104,8 @@ def RateDistortionGate(
     blessed, lines = gate_decision(metrics, max_rate=max_rate, max_distortion=max_distortion,
                                    baseline=baseline, tolerance=tolerance)
     report = {"lambda": lmbda, "blessed": blessed, "checks": lines, "metrics": metrics,
-              "baseline": baseline, "baseline_uri": getattr(baseline_model, "uri", None)}
+              "model_uri": model.uri, "baseline": baseline,
+              "baseline_uri": getattr(baseline_model, "uri", None)}
     with open(os.path.join(blessing.uri, "evaluation.json"), "w") as f:
         json.dump(report, f, indent=2)
     blessing.set_int_custom_property("blessed", int(blessed))

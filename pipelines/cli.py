@@ -217,6 +217,24 @@ def cmd_demo(args) -> None:
         raise CliError("decoding is not deterministic")
 
 
+# ------------------------------------------------------------------------------- pipeline
+def cmd_pipeline_run(args) -> None:
+    from pipelines.configs import get_config
+    from pipelines.runner import format_summary, run_local
+
+    overrides = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--set takes key=value, got {item!r}")
+        overrides[key] = value
+    config = get_config(args.config).with_overrides(**overrides)
+    print(f"running pipeline {config.name}: λ {[s.lmbda for s in config.lambdas]}, "
+          f"{config.epochs} epoch(s); workspace {config.workspace}; serving {config.serving_dir}")
+    summary = run_local(config, beam_args=args.beam_arg or None)
+    print(format_summary(summary))
+
+
 # ---------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdpipe", description=__doc__.splitlines()[0])
@@ -278,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "rd: test)")
     p.add_argument("--output", default=None)
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("pipeline", help="the TFX pipeline")
+    pipeline_sub = p.add_subparsers(dest="pipeline_command", required=True)
+    p = pipeline_sub.add_parser("run", help="run locally: LocalDagRunner, Beam, SQLite MLMD")
+    p.add_argument("--config", default="mnist-quick", help="mnist | mnist-quick")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a scalar config field, e.g. --set epochs=3")
+    p.add_argument("--beam-arg", action="append", metavar="FLAG",
+                   help="Beam pipeline flag passed through, e.g. --beam-arg=--runner=FlinkRunner")
+    p.set_defaults(func=cmd_pipeline_run)
 
     p = sub.add_parser("demo", help="quick train + compress/decompress (what `make run` does)")
     p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)

@@ -64,7 +64,7 @@ MNIST = PipelineConfig(
 
 # Small subset, one epoch: for tests and the README demo (minutes on 2 cores).
 MNIST_QUICK = dataclasses.replace(
-    MNIST, name="mnist-quick", max_examples_per_split=4000, epochs=1, gate_examples=1000,
+    MNIST, name="mnist-quick", max_examples_per_split=10_000, epochs=1, gate_examples=1000,
     lambdas=(LambdaSpec(2000, max_rate=200., max_distortion=0.2),
              LambdaSpec(500, max_rate=200., max_distortion=0.2),
              LambdaSpec(300, max_rate=200., max_distortion=0.2)),

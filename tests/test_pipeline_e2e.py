@@ -1,0 +1,89 @@
+"""End to end: the mnist-quick pipeline on a real LocalDagRunner run, real MLMD, real pushes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import ml_metadata as mlmd
+import pytest
+from tfx import v1 as tfx
+
+from pipelines.configs import MNIST_QUICK, LambdaSpec
+from pipelines.mnist_pipeline import metadata_path
+from pipelines.runner import run_local
+
+SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+
+
+def _add_span(data: Path, span: int) -> None:
+    folder = data / f"span-{span}"
+    folder.mkdir(parents=True)
+    for path in SHARED_MNIST.glob("*-ubyte*"):
+        (folder / path.name).symlink_to(path)
+
+
+def _lineage_of_push(store: mlmd.MetadataStore, pushed) -> list[str]:
+    """Artifact types walked back from a PushedModel through executions to the Examples."""
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    chain, frontier = [], [pushed.id]
+    while frontier:
+        events = store.get_events_by_artifact_ids(frontier)
+        producers = [e.execution_id for e in events if e.type == mlmd.proto.Event.OUTPUT]
+        inputs = [e.artifact_id for e in store.get_events_by_execution_ids(producers)
+                  if e.type == mlmd.proto.Event.INPUT]
+        frontier = sorted(set(inputs))
+        chain += sorted({types[a.type_id] for a in store.get_artifacts_by_id(frontier)})
+    return chain
+
+
+@pytest.mark.timeout(900)
+def test_quick_pipeline_pushes_gates_and_compares_against_blessed(tmp_path):
+    data = tmp_path / "data"
+    _add_span(data, 1)
+    config = dataclasses.replace(
+        MNIST_QUICK, data_root=str(data), mnist_folder="span-{SPAN}",
+        max_examples_per_split=1500, gate_examples=300,
+        lambdas=MNIST_QUICK.lambdas[:2],
+        workspace=str(tmp_path / "ws"), serving_dir=str(tmp_path / "serving"))
+
+    first = run_local(config)
+    for spec in config.lambdas:
+        item = first["lambdas"][spec.tag]
+        assert item["gate"]["blessed"] and item["pushed"], item
+        assert item["gate"]["baseline"] is None  # nothing blessed before
+        version_dir = Path(item["pushed_destination"])
+        assert version_dir.parent == tmp_path / "serving" / f"mnist_l{spec.tag}"
+        assert version_dir.name.isdigit() and (version_dir / "saved_model.pb").is_file()
+
+    store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(metadata_path(config))))
+    pushed = [a for a in store.get_artifacts_by_type("PushedModel")]
+    assert len(pushed) == 2
+    lineage = _lineage_of_push(store, pushed[0])
+    for artifact_type in ("Model", "ModelBlessing", "InfraBlessing", "Examples"):
+        assert artifact_type in lineage, lineage
+
+    # A new span: retrain, and the gate compares against the model blessed in the first run.
+    _add_span(data, 2)
+    second = run_local(config)
+    for spec in config.lambdas:
+        gate = second["lambdas"][spec.tag]["gate"]
+        assert gate["baseline"] is not None
+        assert gate["baseline_uri"] == first["lambdas"][spec.tag]["gate"]["model_uri"]
+        assert gate["model_uri"] != gate["baseline_uri"]  # retrained on the new span
+        assert any("blessed baseline" in check for check in gate["checks"])
+    [examples] = [a for a in store.get_artifacts_by_type("Examples")
+                  if a.custom_properties["span"].int_value == 2]
+    assert examples
+
+    # Too-strict thresholds: the gate fails, the Pusher does not push.
+    strict = dataclasses.replace(config, lambdas=(
+        LambdaSpec(config.lambdas[0].lmbda, max_rate=1.0, max_distortion=0.001),))
+    third = run_local(strict)
+    item = third["lambdas"][strict.lambdas[0].tag]
+    assert not item["gate"]["blessed"] and not item["pushed"]
+    assert any(check.startswith("FAIL rate") for check in item["gate"]["checks"])
+    versions = sorted((tmp_path / "serving" / f"mnist_l{strict.lambdas[0].tag}").iterdir())
+    assert len(versions) == 2  # the two blessed pushes only
+    assert json.loads(json.dumps(third))  # summary is plain data
