@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "rdpipe needs Python 3.11, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --ignore-requires-python \
-	    -c $(CONSTRAINTS) -e '.[test]'
+	    -c $(CONSTRAINTS) -e '.[test,kubeflow]'
 	touch $@
 
 run: install

@@ -218,9 +218,8 @@ def cmd_demo(args) -> None:
 
 
 # ------------------------------------------------------------------------------- pipeline
-def cmd_pipeline_run(args) -> None:
+def _pipeline_config(args):
     from pipelines.configs import get_config
-    from pipelines.runner import format_summary, run_local
 
     overrides = {}
     for item in args.set or []:
@@ -228,7 +227,28 @@ def cmd_pipeline_run(args) -> None:
         if not sep:
             raise CliError(f"--set takes key=value, got {item!r}")
         overrides[key] = value
-    config = get_config(args.config).with_overrides(**overrides)
+    return get_config(args.config).with_overrides(**overrides)
+
+
+def cmd_pipeline_compile_kubeflow(args) -> None:
+    from pipelines.kubeflow import compile_kubeflow
+
+    for path in compile_kubeflow(_pipeline_config(args), args.output_dir, args.image, args.cron):
+        print(f"wrote {path}")
+
+
+def cmd_pipeline_schedule(args) -> None:
+    from pipelines.scheduler import schedule_local
+
+    runs = schedule_local(_pipeline_config(args), args.cron, beam_args=args.beam_arg or None,
+                          max_runs=args.max_runs, run_now=args.run_now)
+    print(f"scheduler stopped after {runs} run(s)")
+
+
+def cmd_pipeline_run(args) -> None:
+    from pipelines.runner import format_summary, run_local
+
+    config = _pipeline_config(args)
     print(f"running pipeline {config.name}: λ {[s.lmbda for s in config.lambdas]}, "
           f"{config.epochs} epoch(s); workspace {config.workspace}; serving {config.serving_dir}")
     summary = run_local(config, beam_args=args.beam_arg or None)
@@ -299,13 +319,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pipeline", help="the TFX pipeline")
     pipeline_sub = p.add_subparsers(dest="pipeline_command", required=True)
-    p = pipeline_sub.add_parser("run", help="run locally: LocalDagRunner, Beam, SQLite MLMD")
-    p.add_argument("--config", default="mnist-quick", help="mnist | mnist-quick")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a scalar config field, e.g. --set epochs=3")
-    p.add_argument("--beam-arg", action="append", metavar="FLAG",
-                   help="Beam pipeline flag passed through, e.g. --beam-arg=--runner=FlinkRunner")
+    config_args = argparse.ArgumentParser(add_help=False)
+    config_args.add_argument("--config", default="mnist-quick", help="mnist | mnist-quick")
+    config_args.add_argument("--set", action="append", metavar="KEY=VALUE",
+                             help="override a scalar config field, e.g. --set epochs=3")
+    beam = argparse.ArgumentParser(add_help=False)
+    beam.add_argument("--beam-arg", action="append", metavar="FLAG",
+                      help="Beam flag passed through, e.g. --beam-arg=--runner=FlinkRunner")
+    p = pipeline_sub.add_parser("run", parents=[config_args, beam],
+                                help="run locally: LocalDagRunner, Beam, SQLite MLMD")
     p.set_defaults(func=cmd_pipeline_run)
+    p = pipeline_sub.add_parser("schedule", parents=[config_args, beam],
+                                help="run on a cron schedule (APScheduler), gated as usual")
+    p.add_argument("--cron", required=True, help='crontab, e.g. "0 3 * * *" (local time)')
+    p.add_argument("--max-runs", type=int, default=None, help="stop after N runs")
+    p.add_argument("--run-now", action="store_true", help="also run once immediately")
+    p.set_defaults(func=cmd_pipeline_schedule)
+    p = pipeline_sub.add_parser("compile-kubeflow", parents=[config_args],
+                                help="write the Kubeflow Pipelines V2 spec (+ recurring run)")
+    p.add_argument("--output-dir", default="workspace/kubeflow")
+    p.add_argument("--image", default="rdpipe:latest",
+                   help="container image with rdpipe installed, used by every step")
+    p.add_argument("--cron", help="also write recurring-run settings for this crontab")
+    p.set_defaults(func=cmd_pipeline_compile_kubeflow)
 
     p = sub.add_parser("demo", help="quick train + compress/decompress (what `make run` does)")
     p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)

@@ -2,7 +2,8 @@
 
 ingest (MnistExampleGen, span-aware) → StatisticsGen → ImportSchemaGen → ExampleValidator →
 FailOnAnomalies → per λ: Trainer.lmbda_X → Resolver (latest blessed model of that λ) →
-RateDistortionGate.lmbda_X → ServingCheck.lmbda_X → Pusher.lmbda_X (serving model `mnist_lX`).
+RateDistortionGate.lmbda_X → ServingCheck.lmbda_X → Pusher.lmbda_X (atomic push to serving
+model `mnist_lX`, TF Serving layout `<serving_dir>/mnist_lX/<version>/saved_model.pb`).
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from tfx import v1 as tfx
 
+from tfx.dsl.components.base import executor_spec
+
+from components.atomic_pusher import AtomicPushExecutor
 from components.gates import FailOnAnomalies, RateDistortionGate, ServingCheck
 from components.mnist_example_gen import MnistExampleGen, mnist_input_config
 from pipelines.configs import PROJECT_ROOT, PipelineConfig
@@ -79,6 +83,7 @@ def create_pipeline(config: PipelineConfig, beam_args: list[str] | None = None,
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
                     base_directory=str(Path(config.serving_dir) / serving_model_name(tag)))),
+            custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
         ).with_id(f"Pusher.lmbda_{tag}")
         components += [trainer, resolver, gate, serving_check, pusher]
 

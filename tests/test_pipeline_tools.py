@@ -1,0 +1,117 @@
+"""Kubeflow compilation, scheduling, atomic pushes, anomaly stop and run caching."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from components.atomic_pusher import atomic_copy_version, push_once
+from pipelines.configs import MNIST, MNIST_QUICK, get_config
+from pipelines.kubeflow import compile_kubeflow, kfp_cron
+from pipelines.runner import run_local
+from pipelines.scheduler import schedule_local
+
+SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+
+
+def test_kubeflow_spec_names_every_component_and_the_recurring_run(tmp_path):
+    paths = compile_kubeflow(MNIST, tmp_path, image="example.org/rdpipe:1", cron="0 3 * * *")
+    spec = json.loads(paths[0].read_text())
+    tasks = set(spec["pipelineSpec"]["root"]["dag"]["tasks"])
+    expected = {"MnistExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+                "FailOnAnomalies"}
+    for tag in ("2000", "500", "300"):
+        expected |= {f"Trainer.lmbda_{tag}", f"RateDistortionGate.lmbda_{tag}",
+                     f"ServingCheck.lmbda_{tag}", f"Pusher.lmbda_{tag}"}
+    assert expected <= tasks, expected - tasks
+    assert any(t.startswith("LatestBlessedModel.lmbda_2000") for t in tasks)
+    assert "example.org/rdpipe:1" in paths[0].read_text()
+    recurring = json.loads(paths[1].read_text())
+    assert recurring["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
+    assert recurring["max_concurrency"] == 1
+
+
+def test_cron_and_config_errors_are_clear():
+    with pytest.raises(ValueError, match="5 .* fields"):
+        kfp_cron("every night")
+    with pytest.raises(ValueError, match="unknown pipeline config"):
+        get_config("nope")
+    with pytest.raises(ValueError, match="unknown or non-scalar"):
+        MNIST.with_overrides(lambdas="1")
+    assert MNIST.with_overrides(epochs="3").epochs == 3
+
+
+def test_atomic_push_never_exposes_partial_versions(tmp_path):
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"pb")
+    (model / "variables" / "variables.index").write_bytes(b"x")
+    first, v1 = atomic_copy_version(str(model), str(tmp_path / "serving" / "m"))
+    second, v2 = atomic_copy_version(str(model), str(tmp_path / "serving" / "m"))
+    assert int(v2) > int(v1)  # same second → bumped, versions always grow
+    assert not list((tmp_path / "serving" / "m").glob(".tmp-*"))
+    assert sorted(p.name for p in (tmp_path / "serving" / "m").iterdir()) == sorted([v1, v2])
+    assert (Path(second) / "variables" / "variables.index").read_bytes() == b"x"
+
+
+def test_push_once_is_idempotent_per_model(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"pb")
+    path1, version1, copied1 = push_once(str(model), str(tmp_path / "m"))
+    path2, version2, copied2 = push_once(str(model), str(tmp_path / "m"))
+    assert copied1 and not copied2 and (path1, version1) == (path2, version2)
+
+
+def _quick(tmp_path: Path, **changes):
+    data = tmp_path / "data" / "span-1"
+    if not data.exists():
+        data.mkdir(parents=True)
+        for path in SHARED_MNIST.glob("*-ubyte*"):
+            (data / path.name).symlink_to(path)
+    return dataclasses.replace(
+        MNIST_QUICK, data_root=str(tmp_path / "data"), mnist_folder="span-{SPAN}",
+        max_examples_per_split=600, gate_examples=200, lambdas=MNIST_QUICK.lambdas[:1],
+        workspace=str(tmp_path / "ws"), serving_dir=str(tmp_path / "serving"), **changes)
+
+
+@pytest.mark.timeout(600)
+def test_scheduled_run_then_cached_rerun(tmp_path, capsys):
+    config = _quick(tmp_path)
+    # One real scheduled run (APScheduler, first run immediately), then stop.
+    assert schedule_local(config, "0 3 * * *", max_runs=1, run_now=True) == 1
+    out = capsys.readouterr().out
+    assert "scheduled mnist-quick with cron '0 3 * * *'" in out and "blessed" in out
+    pushes = list((tmp_path / "serving").glob("*/*/saved_model.pb"))
+    assert len(pushes) == 1
+    # Unchanged inputs: every execution is reused from the cache, nothing new is pushed.
+    import ml_metadata as mlmd
+    from tfx import v1 as tfx
+    from pipelines.mnist_pipeline import metadata_path
+    store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(metadata_path(config))))
+    models_before = len(store.get_artifacts_by_type("Model"))
+    run_local(config)
+    assert len(store.get_artifacts_by_type("Model")) == models_before
+    types = {t.id: t.name for t in store.get_execution_types()}
+    cached = {types[e.type_id].rsplit(".", 1)[-1] for e in store.get_executions()
+              if e.last_known_state == e.CACHED}
+    assert {"MnistExampleGen", "StatisticsGen", "Trainer", "ServingCheck"} <= cached, cached
+    # The gate re-checks the same model against itself (now the blessed baseline); the
+    # push is idempotent: no duplicate version.
+    assert len(list((tmp_path / "serving").glob("*/*/saved_model.pb"))) == 1
+
+
+@pytest.mark.timeout(600)
+def test_anomalies_stop_the_run_before_training(tmp_path, monkeypatch):
+    strict_schema = tmp_path / "schema.pbtxt"
+    schema = (Path(__file__).resolve().parent.parent / "schemas/mnist/schema.pbtxt").read_text()
+    strict_schema.write_text(schema.replace("min: 0 max: 9", "min: 0 max: 4"))
+    import pipelines.mnist_pipeline as mnist_pipeline
+    monkeypatch.setattr(mnist_pipeline, "SCHEMA_FILE", strict_schema)
+    config = _quick(tmp_path)
+    with pytest.raises(Exception, match="data validation failed"):
+        run_local(config)
+    assert not list(Path(config.workspace).glob("*/Trainer.lmbda_*/model/*"))
