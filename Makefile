@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 run: install
-	$(BIN)/rdpipe demo
+	$(BIN)/rdpipe pipeline run --config mnist-quick
 
 test: install
 	$(BIN)/pytest
