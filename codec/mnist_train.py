@@ -83,7 +83,10 @@ def export_codec(trainer: MNISTCompressionTrainer, path: str | Path,
 def train_mnist(config: MnistTrainConfig, output_dir: str | Path,
                 images: tuple[tf.data.Dataset, tf.data.Dataset] | None = None,
                 saved_model_dir: str | Path | None = None) -> dict:
-    """Trains, checkpoints, logs and exports one MNIST codec; returns the training summary.
+    """Trains, checkpoints, logs and exports one MNIST codec.
+
+    Returns the training summary (also written to `training.json`) plus `"codec"`: the
+    in-process `MNISTCodec` that was exported.
 
     images: unbatched uint8 `[28, 28, 1]` (train, validation) datasets; default: TFDS MNIST
     per `config`. saved_model_dir: where to export (default `output_dir/saved_model`).
@@ -114,11 +117,11 @@ def train_mnist(config: MnistTrainConfig, output_dir: str | Path,
         callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")), _Checkpointer()])
     train_seconds = time.perf_counter() - start
 
-    export_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
+    codec = export_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
     summary = {
         "config": dataclasses.asdict(config),
         "train_seconds": train_seconds,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
     }
     (output_dir / "training.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return {**summary, "codec": codec}

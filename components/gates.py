@@ -7,9 +7,10 @@
   produced by the `compress` signature and the distortion needs a full decode, which TFMA's
   metric API cannot express — hence a custom component writing the standard `ModelBlessing`
   (`blessed` custom property) that the stock Pusher honours.
-- `ServingCheck`: loads the SavedModel the way a server does and checks the compress→decompress
-  round trip on eval examples; writes an `InfraBlessing` the Pusher also requires (the
-  InfraValidator idea without Docker).
+- `ServingCheck`: loads the SavedModel the way a server does and replays the golden round trips
+  the Trainer recorded with its in-process codec (`components.golden`): strings must be
+  byte-identical (bit-exact latents) and reconstructions equal to the local decode. Writes an
+  `InfraBlessing` the Pusher also requires (the InfraValidator idea without Docker).
 """
 # No `from __future__ import annotations`: TFX reads these signatures at import time.
 
@@ -118,26 +119,36 @@ def RateDistortionGate(
     print(f"rate-distortion gate λ={lmbda:g}: {verdict}\n  " + "\n  ".join(lines))
 
 
-@tfx.dsl.components.component
-def ServingCheck(model: InputArtifact[standard_artifacts.Model],
-                 examples: InputArtifact[standard_artifacts.Examples],
-                 blessing: OutputArtifact[standard_artifacts.InfraBlessing],
-                 num_examples: Parameter[int] = 64) -> None:
-    """Loads the export as a server would and checks the compress→decompress round trip."""
-    codec = _codec(model)
-    images = _eval_images(examples, num_examples)
+def serving_check_problems(codec, golden) -> list[str]:
+    """Differences between a server-style load of the export and the Trainer's local codec."""
+    images, local_strings, local_decoded = golden
     strings, _ = codec.compress(images)
-    again, _ = codec.compress(images)
     decoded, ok = codec.decompress_with_status(strings)
     problems = []
-    if strings != again:
-        problems.append("compress is not deterministic")
+    mismatched = [i for i, (a, b) in enumerate(zip(strings, local_strings)) if a != b]
+    if mismatched or len(strings) != len(local_strings):
+        problems.append(f"{len(mismatched)} of {len(images)} strings differ from the Trainer's "
+                        f"local encoding (quantized latents not bit-exact), e.g. index "
+                        f"{mismatched[:5]}")
     if not ok.all():
         problems.append(f"{int((~ok).sum())} strings fail the decoder's sanity check")
-    if not np.array_equal(codec.decompress(strings, check=False), decoded):
-        problems.append("decompress is not deterministic")
-    if decoded.shape != images.shape or decoded.dtype != np.uint8:
-        problems.append(f"decoded {decoded.shape} {decoded.dtype} for inputs {images.shape}")
+    if decoded.shape != local_decoded.shape or not np.array_equal(decoded, local_decoded):
+        problems.append("served reconstructions differ from the Trainer's local decode")
+    if codec.compress(images)[0] != strings:
+        problems.append("compress is not deterministic")
+    return problems
+
+
+@tfx.dsl.components.component
+def ServingCheck(model: InputArtifact[standard_artifacts.Model],
+                 blessing: OutputArtifact[standard_artifacts.InfraBlessing]) -> None:
+    """Loads the export as a server would and replays the Trainer's golden round trips."""
+    from components.golden import read_golden  # pylint: disable=import-outside-toplevel
+
+    codec = _codec(model)
+    golden = read_golden(path_utils.serving_model_path(model.uri))
+    problems = serving_check_problems(codec, golden)
     blessing.set_int_custom_property("blessed", int(not problems))
-    print(f"serving check on {len(images)} eval digits: "
-          + ("OK" if not problems else "FAILED: " + "; ".join(problems)))
+    print(f"serving check on {len(golden[0])} eval digits vs the Trainer's local codec: "
+          + ("OK (identical strings and reconstructions)" if not problems
+             else "FAILED: " + "; ".join(problems)))

@@ -2,7 +2,8 @@
 
 Reads the `image` (PNG) feature of the Examples written by `MnistExampleGen`, trains one codec
 with `codec.mnist_train` and exports the SavedModel (compress / decompress /
-decompress_unchecked / svd_approximate signatures) to the Trainer's serving model dir.
+decompress_unchecked / svd_approximate signatures) to the Trainer's serving model dir, with a
+golden record of in-process round trips in `assets.extra/` for the ServingCheck.
 Hyper-parameters come from the Trainer's `custom_config` (keys of `MnistTrainConfig`, e.g.
 `{"lmbda": 2000, "epochs": 15}`).
 """
@@ -13,6 +14,9 @@ import dataclasses
 import tensorflow as tf
 
 from codec.mnist_train import MnistTrainConfig, train_mnist
+from components.golden import write_golden
+
+GOLDEN_DIGITS = 64
 
 _FEATURES = {"image": tf.io.FixedLenFeature([], tf.string)}
 
@@ -44,9 +48,15 @@ def config_from(custom_config: dict | None) -> MnistTrainConfig:
 
 
 def run_fn(fn_args) -> None:
-    """TFX generic-trainer entry point."""
+    """TFX generic-trainer entry point: train, export, record golden round trips."""
     config = config_from(fn_args.custom_config)
     images = (read_mnist_examples(fn_args.train_files),
               read_mnist_examples(fn_args.eval_files))
-    train_mnist(config, fn_args.model_run_dir, images=images,
-                saved_model_dir=fn_args.serving_model_dir)
+    result = train_mnist(config, fn_args.model_run_dir, images=images,
+                         saved_model_dir=fn_args.serving_model_dir)
+    # Golden record for the ServingCheck, coded by the in-process codec (not the export).
+    codec = result["codec"]
+    digits = next(iter(images[1].batch(GOLDEN_DIGITS))).numpy()
+    strings = codec.compress(digits)["strings"]
+    decoded = codec.decompress(strings)["images"].numpy()
+    write_golden(fn_args.serving_model_dir, digits, list(strings.numpy()), decoded)

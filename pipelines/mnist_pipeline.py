@@ -74,9 +74,8 @@ def create_pipeline(config: PipelineConfig, beam_args: list[str] | None = None,
             max_rate=float(spec.max_rate), max_distortion=float(spec.max_distortion),
             tolerance=float(config.tolerance), max_examples=config.gate_examples,
         ).with_id(f"RateDistortionGate.lmbda_{tag}")
-        serving_check = ServingCheck(
-            model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
-        ).with_id(f"ServingCheck.lmbda_{tag}")
+        serving_check = ServingCheck(model=trainer.outputs["model"]).with_id(
+            f"ServingCheck.lmbda_{tag}")
         pusher = tfx.components.Pusher(
             model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
             infra_blessing=serving_check.outputs["blessing"],

@@ -38,3 +38,15 @@ def tiny_model(tmp_path_factory, tfds_dir) -> Path:
                               validation_split="test[500:700]", verbose=0, data_dir=tfds_dir)
     train_mnist(config, out)
     return out
+
+
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def add_mnist_span(data_root: Path, span: int) -> Path:
+    """Creates `<data_root>/span-<span>/` holding (symlinks to) the four shared IDX files."""
+    folder = data_root / f"span-{span}"
+    folder.mkdir(parents=True)
+    for path in SHARED_MNIST.glob("*-ubyte*"):
+        (folder / path.name).symlink_to(path)
+    return folder

@@ -11,17 +11,13 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 
+from conftest import add_mnist_span
+
 from components.mnist_example_gen import MnistExampleGen, mnist_input_config
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
-def _span(data: Path, span: int) -> None:
-    folder = data / f"span-{span}"
-    folder.mkdir(parents=True)
-    for path in SHARED_MNIST.glob("*-ubyte*"):
-        (folder / path.name).symlink_to(path)
 
 
 def _ingest_pipeline(root: Path, data: Path, limit: int) -> tfx.dsl.Pipeline:
@@ -46,8 +42,8 @@ def _count(pattern: str) -> int:
 @pytest.mark.timeout(600)
 def test_mnist_example_gen_newest_span_examples_validate_against_schema(tmp_path):
     data = tmp_path / "data"
-    _span(data, 1)
-    _span(data, 2)
+    add_mnist_span(data, 1)
+    add_mnist_span(data, 2)
     tfx.orchestration.LocalDagRunner().run(_ingest_pipeline(tmp_path, data, limit=200))
 
     examples_dir = glob.glob(str(tmp_path / "root/MnistExampleGen/examples/*"))

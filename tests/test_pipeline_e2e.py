@@ -9,18 +9,14 @@ import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
 
+from conftest import add_mnist_span
+
 from pipelines.configs import MNIST_QUICK, LambdaSpec
 from pipelines.mnist_pipeline import metadata_path
 from pipelines.runner import run_local
 
-SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 
 
-def _add_span(data: Path, span: int) -> None:
-    folder = data / f"span-{span}"
-    folder.mkdir(parents=True)
-    for path in SHARED_MNIST.glob("*-ubyte*"):
-        (folder / path.name).symlink_to(path)
 
 
 def _lineage_of_push(store: mlmd.MetadataStore, pushed) -> list[str]:
@@ -40,7 +36,7 @@ def _lineage_of_push(store: mlmd.MetadataStore, pushed) -> list[str]:
 @pytest.mark.timeout(900)
 def test_quick_pipeline_pushes_gates_and_compares_against_blessed(tmp_path):
     data = tmp_path / "data"
-    _add_span(data, 1)
+    add_mnist_span(data, 1)
     config = dataclasses.replace(
         MNIST_QUICK, data_root=str(data), mnist_folder="span-{SPAN}",
         max_examples_per_split=1500, gate_examples=300,
@@ -65,7 +61,7 @@ def test_quick_pipeline_pushes_gates_and_compares_against_blessed(tmp_path):
         assert artifact_type in lineage, lineage
 
     # A new span: retrain, and the gate compares against the model blessed in the first run.
-    _add_span(data, 2)
+    add_mnist_span(data, 2)
     second = run_local(config)
     for spec in config.lambdas:
         gate = second["lambdas"][spec.tag]["gate"]

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import add_mnist_span
 from components.atomic_pusher import atomic_copy_version, push_once
 from pipelines.configs import MNIST, MNIST_QUICK, get_config
 from pipelines.kubeflow import compile_kubeflow, kfp_cron
 from pipelines.runner import run_local
 from pipelines.scheduler import schedule_local
 
-SHARED_MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 
 
 def test_kubeflow_spec_names_every_component_and_the_recurring_run(tmp_path):
@@ -66,11 +66,8 @@ def test_push_once_is_idempotent_per_model(tmp_path):
 
 
 def _quick(tmp_path: Path, **changes):
-    data = tmp_path / "data" / "span-1"
-    if not data.exists():
-        data.mkdir(parents=True)
-        for path in SHARED_MNIST.glob("*-ubyte*"):
-            (data / path.name).symlink_to(path)
+    if not (tmp_path / "data" / "span-1").exists():
+        add_mnist_span(tmp_path / "data", 1)
     return dataclasses.replace(
         MNIST_QUICK, data_root=str(tmp_path / "data"), mnist_folder="span-{SPAN}",
         max_examples_per_split=600, gate_examples=200, lambdas=MNIST_QUICK.lambdas[:1],
@@ -115,3 +112,18 @@ def test_anomalies_stop_the_run_before_training(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="data validation failed"):
         run_local(config)
     assert not list(Path(config.workspace).glob("*/Trainer.lmbda_*/model/*"))
+
+
+def test_serving_check_compares_against_the_trainers_local_codec(tiny_model, test_digits):
+    from codec.saved_codec import SavedCodec
+    from components.gates import serving_check_problems
+    codec = SavedCodec(tiny_model)
+    images = test_digits[0][:16]
+    strings, _ = codec.compress(images)
+    decoded = codec.decompress(strings)
+    assert serving_check_problems(codec, (images, strings, decoded)) == []
+    tampered = [strings[0][:-1] + bytes([strings[0][-1] ^ 1])] + strings[1:]
+    problems = serving_check_problems(codec, (images, tampered, decoded))
+    assert any("not bit-exact" in p for p in problems)
+    problems = serving_check_problems(codec, (images, strings, 255 - decoded))
+    assert any("local decode" in p for p in problems)
