@@ -255,6 +255,28 @@ def cmd_pipeline_run(args) -> None:
     print(format_summary(summary))
 
 
+# ---------------------------------------------------------------------------------- serve
+def cmd_serve(args) -> None:
+    import logging
+    import threading
+
+    from serving.models import ModelRegistry
+    from serving.server import make_grpc_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    registry = ModelRegistry(args.model_base_path, num_versions=args.num_versions)
+    registry.refresh()
+    registry.start_polling(args.poll_seconds)
+    server, port = make_grpc_server(registry, host=args.host, port=args.port)
+    print(f"serving {args.model_base_path} over gRPC on {args.host}:{port} (Ctrl-C stops)",
+          flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop(grace=2)
+        registry.stop()
+
+
 # ---------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdpipe", description=__doc__.splitlines()[0])
@@ -343,7 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cron", help="also write recurring-run settings for this crontab")
     p.set_defaults(func=cmd_pipeline_compile_kubeflow)
 
-    p = sub.add_parser("demo", help="quick train + compress/decompress (what `make run` does)")
+    p = sub.add_parser("serve", help="TF-Serving-API gRPC server for pushed models")
+    p.add_argument("--model-base-path", required=True,
+                   help="directory of models: <base>/<name>/<version>/saved_model.pb")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--num-versions", type=int, default=1, help="latest N versions per model")
+    p.add_argument("--poll-seconds", type=float, default=1.0,
+                   help="how often the base path is rescanned for new versions")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="quick train + compress/decompress without the pipeline")
     p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--train-split", default="train")

@@ -1,0 +1,141 @@
+"""The TF-Serving-API gRPC server on loopback: Predict round trips, metadata, status,
+hot reload of a new version, refused broken versions, and TF Serving's error codes."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from codec.saved_codec import SavedCodec
+from serving.models import ModelRegistry
+from serving.server import make_grpc_server
+
+
+@pytest.fixture()
+def served(tiny_model, tmp_path):
+    base = tmp_path / "models"
+    shutil.copytree(tiny_model / "saved_model", base / "mnist_l500" / "1")
+    registry = ModelRegistry(base)
+    registry.refresh()
+    registry.start_polling(.2)
+    server, port = make_grpc_server(registry, port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield base, registry, prediction_service_pb2_grpc.PredictionServiceStub(channel), \
+        model_service_pb2_grpc.ModelServiceStub(channel)
+    channel.close()
+    server.stop(0)
+    registry.stop()
+
+
+def _predict(stub, signature, version=None, **inputs):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist_l500"
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return stub.Predict(request, timeout=60)
+
+
+def test_grpc_round_trip_equals_local_codec(served, tiny_model, test_digits):
+    _, _, predict, _ = served
+    digits = test_digits[0][:8]
+    response = _predict(predict, "compress", images=digits)
+    strings = list(tf.make_ndarray(response.outputs["strings"]))
+    local = SavedCodec(tiny_model)
+    assert strings == local.compress(digits)[0]
+    assert response.model_spec.version.value == 1
+    decoded = _predict(predict, "decompress", strings=np.array(strings, dtype=object))
+    np.testing.assert_array_equal(tf.make_ndarray(decoded.outputs["images"]),
+                                  local.decompress(strings))
+    only_bits = _predict(predict, "compress", images=digits)
+    assert set(only_bits.outputs) == {"strings", "information_bits"}
+
+
+def test_metadata_and_status(served):
+    _, _, predict, models = served
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "mnist_l500"
+    response = predict.GetModelMetadata(request)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert {"compress", "decompress", "svd_approximate"} <= set(signatures.signature_def)
+    status = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+        model_spec={"name": "mnist_l500"}))
+    [version] = status.model_version_status
+    assert version.version == 1
+    assert version.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+def test_new_version_is_served_without_restart_and_broken_ones_are_refused(served):
+    base, registry, predict, models = served
+    shutil.copytree(base / "mnist_l500" / "1", base / "mnist_l500" / "2")
+    registry.wait_until_available("mnist_l500", 2, timeout=60)
+    response = _predict(predict, "compress", images=np.zeros((1, 28, 28, 1), np.uint8))
+    assert response.model_spec.version.value == 2  # latest served, old one unloaded
+    status = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+        model_spec={"name": "mnist_l500"}))
+    states = {s.version: s.state for s in status.model_version_status}
+    assert states[2] == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert states[1] == get_model_status_pb2.ModelVersionStatus.END
+    # A broken version 3 (no variables) is reported with its error and never served.
+    shutil.copytree(base / "mnist_l500" / "2", base / "mnist_l500" / "3")
+    shutil.rmtree(base / "mnist_l500" / "3" / "variables")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            status = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+                model_spec={"name": "mnist_l500", "version": {"value": 3}}))
+            if status.model_version_status[0].status.error_message:
+                break
+        except grpc.RpcError:  # not scanned yet
+            pass
+        time.sleep(.1)
+    assert "variables" in status.model_version_status[0].status.error_message.lower()
+    assert status.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.END
+    response = _predict(predict, "compress", images=np.zeros((1, 28, 28, 1), np.uint8))
+    assert response.model_spec.version.value == 2
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(predict, "compress", version=3, images=np.zeros((1, 28, 28, 1), np.uint8))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+_rng = np.random.default_rng(3)
+RANDOM_STRINGS = [_rng.bytes(40) for _ in range(64)]
+
+
+@pytest.mark.parametrize("signature, inputs, code, text", [
+    ("compress", {"images": np.zeros((1, 28, 28, 1), np.float32)}, "INVALID_ARGUMENT",
+     "expects uint8"),
+    ("compress", {"images": np.zeros((1, 32, 32, 1), np.uint8)}, "INVALID_ARGUMENT",
+     "expects shape"),
+    ("compress", {"pixels": np.zeros((1, 28, 28, 1), np.uint8)}, "INVALID_ARGUMENT",
+     "missing"),
+    ("nope", {"images": np.zeros((1, 28, 28, 1), np.uint8)}, "INVALID_ARGUMENT", "not found"),
+    # 64 random strings: the (weak) end-of-stream check rejects some of them → whole request fails.
+    ("decompress", {"strings": np.array(RANDOM_STRINGS, dtype=object)}, "INVALID_ARGUMENT",
+     "sanity check"),
+])
+def test_malformed_requests_get_tf_serving_status_codes(served, signature, inputs, code, text):
+    _, _, predict, _ = served
+    with pytest.raises(grpc.RpcError) as error:
+        _predict(predict, signature, **inputs)
+    assert error.value.code() == getattr(grpc.StatusCode, code)
+    assert text in error.value.details()
+
+
+def test_unknown_model_is_not_found(served):
+    _, _, predict, _ = served
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "nope"
+    with pytest.raises(grpc.RpcError) as error:
+        predict.Predict(request, timeout=10)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
