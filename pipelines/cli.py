@@ -277,6 +277,39 @@ def cmd_serve(args) -> None:
         registry.stop()
 
 
+def cmd_client(args) -> None:
+    import numpy as np
+    from PIL import Image
+    from serving.client import CodecClient
+
+    client = CodecClient(args.server, args.model, args.version, timeout=args.timeout)
+    if args.client_command == "status":
+        for version, state, error in client.status():
+            print(f"{args.model} version {version}: {state}" + (f" ({error})" if error else ""))
+        return
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.client_command == "compress":
+        items = _read_images([Path(p) for p in args.inputs])
+        strings, info = client.compress(np.stack([a for _, a in items])[..., None])
+        for (name, _), string, bits in zip(items, strings, info):
+            (out_dir / f"{name}.bin").write_bytes(string)
+            print(f"{name}.bin: {8 * len(string)} bits ({bits:.1f} information)")
+    elif args.client_command == "decompress":
+        paths = [Path(p) for p in args.inputs]
+        images = client.decompress([p.read_bytes() for p in paths])
+        for path, image in zip(paths, images):
+            Image.fromarray(image[..., 0]).save(out_dir / f"{path.stem}.png")
+        print(f"decoded {len(paths)} strings → {out_dir}")
+    else:  # svd
+        items = _read_images([Path(p) for p in args.inputs])
+        for name, image in items:
+            out = client.svd(image[None, ..., None], args.rank)
+            Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{args.rank}.png")
+            print(f"{name}: rank {args.rank} of {out['singular_values'].shape[-1]}")
+    print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
+
+
 # ---------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdpipe", description=__doc__.splitlines()[0])
@@ -374,6 +407,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-seconds", type=float, default=1.0,
                    help="how often the base path is rescanned for new versions")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("client", help="call a running server (rdpipe serve or TF Serving)")
+    client_sub = p.add_subparsers(dest="client_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default="127.0.0.1:8500")
+    common.add_argument("--model", default="mnist_l2000", help="served model name")
+    common.add_argument("--version", type=int, default=None)
+    common.add_argument("--timeout", type=float, default=30.)
+    common.add_argument("--output-dir", default="client-out")
+    for name, help_text in (("compress", "images → .bin via the compress signature"),
+                            ("decompress", ".bin → PNG via the decompress signature"),
+                            ("svd", "images → rank-r approximations (svd_approximate)")):
+        q = client_sub.add_parser(name, parents=[common], help=help_text)
+        q.add_argument("inputs", nargs="+")
+        if name == "svd":
+            q.add_argument("--rank", type=int, default=8)
+        q.set_defaults(func=cmd_client)
+    q = client_sub.add_parser("status", parents=[common], help="model version states")
+    q.set_defaults(func=cmd_client)
 
     p = sub.add_parser("demo", help="quick train + compress/decompress without the pipeline")
     p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)

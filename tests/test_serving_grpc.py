@@ -2,6 +2,7 @@
 hot reload of a new version, refused broken versions, and TF Serving's error codes."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 
@@ -18,6 +19,15 @@ from serving.models import ModelRegistry
 from serving.server import make_grpc_server
 
 
+@dataclasses.dataclass
+class Served:
+    base: object
+    registry: ModelRegistry
+    predict: prediction_service_pb2_grpc.PredictionServiceStub
+    models: model_service_pb2_grpc.ModelServiceStub
+    target: str
+
+
 @pytest.fixture()
 def served(tiny_model, tmp_path):
     base = tmp_path / "models"
@@ -27,8 +37,8 @@ def served(tiny_model, tmp_path):
     registry.start_polling(.2)
     server, port = make_grpc_server(registry, port=0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield base, registry, prediction_service_pb2_grpc.PredictionServiceStub(channel), \
-        model_service_pb2_grpc.ModelServiceStub(channel)
+    yield Served(base, registry, prediction_service_pb2_grpc.PredictionServiceStub(channel),
+                 model_service_pb2_grpc.ModelServiceStub(channel), f"127.0.0.1:{port}")
     channel.close()
     server.stop(0)
     registry.stop()
@@ -46,7 +56,7 @@ def _predict(stub, signature, version=None, **inputs):
 
 
 def test_grpc_round_trip_equals_local_codec(served, tiny_model, test_digits):
-    _, _, predict, _ = served
+    predict = served.predict
     digits = test_digits[0][:8]
     response = _predict(predict, "compress", images=digits)
     strings = list(tf.make_ndarray(response.outputs["strings"]))
@@ -61,7 +71,7 @@ def test_grpc_round_trip_equals_local_codec(served, tiny_model, test_digits):
 
 
 def test_metadata_and_status(served):
-    _, _, predict, models = served
+    predict, models = served.predict, served.models
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = "mnist_l500"
     response = predict.GetModelMetadata(request)
@@ -76,7 +86,7 @@ def test_metadata_and_status(served):
 
 
 def test_new_version_is_served_without_restart_and_broken_ones_are_refused(served):
-    base, registry, predict, models = served
+    base, registry, predict, models = served.base, served.registry, served.predict, served.models
     shutil.copytree(base / "mnist_l500" / "1", base / "mnist_l500" / "2")
     registry.wait_until_available("mnist_l500", 2, timeout=60)
     response = _predict(predict, "compress", images=np.zeros((1, 28, 28, 1), np.uint8))
@@ -125,7 +135,7 @@ RANDOM_STRINGS = [_rng.bytes(40) for _ in range(64)]
      "sanity check"),
 ])
 def test_malformed_requests_get_tf_serving_status_codes(served, signature, inputs, code, text):
-    _, _, predict, _ = served
+    predict = served.predict
     with pytest.raises(grpc.RpcError) as error:
         _predict(predict, signature, **inputs)
     assert error.value.code() == getattr(grpc.StatusCode, code)
@@ -133,9 +143,29 @@ def test_malformed_requests_get_tf_serving_status_codes(served, signature, input
 
 
 def test_unknown_model_is_not_found(served):
-    _, _, predict, _ = served
+    predict = served.predict
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "nope"
     with pytest.raises(grpc.RpcError) as error:
         predict.Predict(request, timeout=10)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_client_cli_compress_decompress_status(served, test_digits, tmp_path, capsys):
+    from PIL import Image
+    from pipelines.cli import main
+    from serving.client import CodecClient
+    target = served.target
+    client = CodecClient(target, model="mnist_l500")
+    assert client.status() == [(1, "AVAILABLE", "")]
+    Image.fromarray(test_digits[0][0, ..., 0]).save(tmp_path / "digit.png")
+    assert main(["client", "compress", str(tmp_path / "digit.png"), "--server", target,
+                 "--model", "mnist_l500", "--output-dir", str(tmp_path / "bin")]) == 0
+    assert main(["client", "decompress", str(tmp_path / "bin" / "digit.bin"), "--server",
+                 target, "--model", "mnist_l500", "--output-dir", str(tmp_path / "png")]) == 0
+    assert main(["client", "status", "--server", target, "--model", "mnist_l500"]) == 0
+    out = capsys.readouterr().out
+    assert "digit.bin:" in out and "AVAILABLE" in out and "ms (last call)" in out
+    decoded = np.asarray(Image.open(tmp_path / "png" / "digit.png"))
+    np.testing.assert_array_equal(decoded, client.decompress(client.compress(
+        test_digits[0][:1])[0])[0, ..., 0])

@@ -1,0 +1,80 @@
+"""Client for rdpipe's server — or any TF Serving — using the standard stubs.
+
+`CodecClient` wraps `PredictionServiceStub` / `ModelServiceStub`: compress uint8 images to
+strings, decompress strings to images, call `svd_approximate`, read model status. Calls that
+fail with UNAVAILABLE are retried with exponential backoff; every call's wall time is recorded in
+`last_seconds`.
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from serving.server import DEFAULT_MAX_MESSAGE_BYTES, grpc_options
+
+
+class CodecClient:
+    def __init__(self, target: str = "127.0.0.1:8500", model: str = "mnist_l2000",
+                 version: int | None = None, timeout: float = 30., retries: int = 4,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        self.model, self.version, self.timeout, self.retries = model, version, timeout, retries
+        self._channel = grpc.insecure_channel(target, options=grpc_options(max_message_bytes))
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self.last_seconds = 0.
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method, request):
+        delay = .2
+        for attempt in range(self.retries + 1):
+            start = time.perf_counter()
+            try:
+                response = method(request, timeout=self.timeout)
+                self.last_seconds = time.perf_counter() - start
+                return response
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def predict(self, signature: str, **inputs) -> dict[str, np.ndarray]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model
+        request.model_spec.signature_name = signature
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        response = self._call(self._predict.Predict, request)
+        return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+
+    def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        out = self.predict("compress", images=np.asarray(images, np.uint8))
+        return list(out["strings"]), out["information_bits"]
+
+    def decompress(self, strings: list[bytes]) -> np.ndarray:
+        return self.predict("decompress", strings=np.array(strings, dtype=object))["images"]
+
+    def svd(self, images: np.ndarray, rank: int) -> dict[str, np.ndarray]:
+        return self.predict("svd_approximate", images=np.asarray(images, np.uint8),
+                            rank=np.int32(rank))
+
+    def status(self) -> list[tuple[int, str, str]]:
+        """(version, state name, error message) per version."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        response = self._call(self._models.GetModelStatus, request)
+        names = get_model_status_pb2.ModelVersionStatus.State
+        return [(s.version, names.Name(s.state), s.status.error_message)
+                for s in response.model_version_status]
