@@ -101,7 +101,11 @@ def RateDistortionGate(
         return out
 
     metrics = measure(model)
-    baseline = measure(baseline_model) if baseline_model is not None else None
+    # The baseline is re-measured on *this* run's eval split (its stored numbers may come from an
+    # older span), except when it is this very model (a re-run over unchanged inputs).
+    baseline = None
+    if baseline_model is not None:
+        baseline = metrics if baseline_model.id == model.id else measure(baseline_model)
     blessed, lines = gate_decision(metrics, max_rate=max_rate, max_distortion=max_distortion,
                                    baseline=baseline, tolerance=tolerance)
     report = {"lambda": lmbda, "blessed": blessed, "checks": lines, "metrics": metrics,

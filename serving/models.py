@@ -4,7 +4,8 @@ Layout: `<base_path>/<model_name>/<version>/saved_model.pb` — every sub-direct
 path is a model, numeric sub-directories are its versions. The default policy serves the latest
 version (`num_versions=1`); `num_versions=N` serves the N latest, `versions=[...]` pins specific
 ones. `refresh()` loads what the policy wants and unloads the rest; a version that is incomplete
-or fails to load is reported in `status()` with its error and never served.
+or fails to load is reported in `status()` with its error and never served; it is retried when
+its directory changes (e.g. a non-atomic copy that completes later, or a repaired export).
 
 Depends only on the SavedModel contract (`schemas/serving_contract.md`), not on `codec/`.
 """
@@ -35,6 +36,20 @@ def _load_custom_ops() -> None:
         pass
 
 
+def dir_fingerprint(path: Path) -> tuple:
+    """(relative path, size, mtime) of every file below `path`: changes when files do."""
+    entries = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # vanished while scanning
+                continue
+            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
 @dataclasses.dataclass
 class ServedVersion:
     name: str
@@ -42,12 +57,14 @@ class ServedVersion:
     path: Path
     state: str = START
     error: str = ""
+    fingerprint: tuple = ()  # directory contents when last loaded (see `dir_fingerprint`)
     signature_defs: dict = dataclasses.field(default_factory=dict)  # name → SignatureDef proto
     functions: dict = dataclasses.field(default_factory=dict)       # name → ConcreteFunction
     _module: object = None
 
     def load(self) -> None:
         self.state = LOADING
+        self.fingerprint = dir_fingerprint(self.path)
         try:
             pb = self.path / "saved_model.pb"
             if not pb.is_file():
@@ -111,8 +128,11 @@ class ModelRegistry:
             for version, path in versions:
                 with self._lock:
                     current = self._models.setdefault(name, {}).get(version)
-                if current is not None and (current.state == AVAILABLE or current.error):
+                if current is not None and current.state == AVAILABLE:
                     continue
+                if (current is not None and current.error
+                        and current.fingerprint == dir_fingerprint(path)):
+                    continue  # failed before and nothing changed: don't retry in a loop
                 served = ServedVersion(name, version, path)
                 served.load()  # outside the lock: requests keep being served meanwhile
                 with self._lock:

@@ -116,6 +116,12 @@ def test_new_version_is_served_without_restart_and_broken_ones_are_refused(serve
     with pytest.raises(grpc.RpcError) as error:
         _predict(predict, "compress", version=3, images=np.zeros((1, 28, 28, 1), np.uint8))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    # Repairing the directory (e.g. a copy that completes late) gets it loaded and served.
+    versions = base / "mnist_l500"
+    shutil.copytree(versions / "2" / "variables", versions / "3" / "variables")
+    registry.wait_until_available("mnist_l500", 3, timeout=60)
+    response = _predict(predict, "compress", images=np.zeros((1, 28, 28, 1), np.uint8))
+    assert response.model_spec.version.value == 3
 
 
 _rng = np.random.default_rng(3)
