@@ -260,21 +260,46 @@ def cmd_serve(args) -> None:
     import logging
     import threading
 
+    from serving.batching import BatchingParameters
     from serving.models import ModelRegistry
-    from serving.server import make_grpc_server
+    from serving.observability import configure_logging
+    from serving.server import ModelServer, ServerOptions
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    registry = ModelRegistry(args.model_base_path, num_versions=args.num_versions)
+    configure_logging(args.log_format, logging.DEBUG if args.log_requests else logging.INFO)
+    batching = None
+    if args.enable_batching or args.batching_parameters_file:
+        batching = (BatchingParameters.from_text(Path(args.batching_parameters_file).read_text())
+                    if args.batching_parameters_file else
+                    BatchingParameters(args.max_batch_size, args.batch_timeout_micros))
+    registry = ModelRegistry(args.model_base_path, num_versions=args.num_versions,
+                             versions=_pinned_versions(args.model_version))
     registry.refresh()
     registry.start_polling(args.poll_seconds)
-    server, port = make_grpc_server(registry, host=args.host, port=args.port)
-    print(f"serving {args.model_base_path} over gRPC on {args.host}:{port} (Ctrl-C stops)",
-          flush=True)
+    options = ServerOptions(host=args.host, port=args.port,
+                            rest_port=args.rest_port,
+                            max_request_bytes=args.max_request_bytes, batching=batching,
+                            ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+    server = ModelServer(registry, options).start()
+    scheme = "https" if args.ssl_cert else "http"
+    print(f"serving {args.model_base_path}: gRPC {args.host}:{server.port}, REST "
+          f"{scheme}://{args.host}:{server.rest_port}/v1/models/<name>, metrics "
+          f"/monitoring/prometheus/metrics"
+          + (f", batching {batching}" if batching else "") + " (Ctrl-C stops)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         server.stop(grace=2)
-        registry.stop()
+
+
+def _pinned_versions(specs: list[str] | None) -> dict[str, list[int]]:
+    """`NAME=V[,V...]` flags → {name: [versions]}."""
+    pinned = {}
+    for spec in specs or []:
+        name, _, versions = spec.partition("=")
+        if not versions:
+            raise SystemExit(f"--model-version expects NAME=V[,V...], got {spec!r}")
+        pinned[name] = [int(v) for v in versions.split(",")]
+    return pinned
 
 
 def cmd_client(args) -> None:
@@ -282,7 +307,8 @@ def cmd_client(args) -> None:
     from PIL import Image
     from serving.client import CodecClient
 
-    client = CodecClient(args.server, args.model, args.version, timeout=args.timeout)
+    client = CodecClient(args.server, args.model, args.version, timeout=args.timeout,
+                         ssl_ca=args.ssl_ca)
     if args.client_command == "status":
         for version, state, error in client.status():
             print(f"{args.model} version {version}: {state}" + (f" ({error})" if error else ""))
@@ -398,14 +424,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cron", help="also write recurring-run settings for this crontab")
     p.set_defaults(func=cmd_pipeline_compile_kubeflow)
 
-    p = sub.add_parser("serve", help="TF-Serving-API gRPC server for pushed models")
+    p = sub.add_parser("serve", help="TF-Serving-API server (gRPC + REST) for pushed models")
     p.add_argument("--model-base-path", required=True,
                    help="directory of models: <base>/<name>/<version>/saved_model.pb")
     p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
-    p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST + metrics port")
     p.add_argument("--num-versions", type=int, default=1, help="latest N versions per model")
+    p.add_argument("--model-version", action="append", metavar="NAME=V[,V...]",
+                   help="serve these versions of NAME instead of the latest (repeatable)")
     p.add_argument("--poll-seconds", type=float, default=1.0,
                    help="how often the base path is rescanned for new versions")
+    p.add_argument("--max-request-bytes", type=int, default=64 << 20,
+                   help="max gRPC message / REST body, bytes (default 64 MiB: a 4K RGB image)")
+    p.add_argument("--enable-batching", action="store_true",
+                   help="dynamic batching of concurrent Predict requests")
+    p.add_argument("--max-batch-size", type=int, default=32, help="examples per batch")
+    p.add_argument("--batch-timeout-micros", type=int, default=2000,
+                   help="max wait of the oldest queued request, µs")
+    p.add_argument("--batching-parameters-file",
+                   help="TF Serving batching_parameters text proto (implies batching)")
+    p.add_argument("--ssl-cert", help="PEM certificate chain: TLS on gRPC and REST")
+    p.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
+    p.add_argument("--log-format", choices=["json", "text"], default="json")
+    p.add_argument("--log-requests", action="store_true", help="log every request (debug)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("client", help="call a running server (rdpipe serve or TF Serving)")
@@ -415,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--model", default="mnist_l2000", help="served model name")
     common.add_argument("--version", type=int, default=None)
     common.add_argument("--timeout", type=float, default=30.)
+    common.add_argument("--ssl-ca", help="PEM CA certificate: connect with TLS")
     common.add_argument("--output-dir", default="client-out")
     for name, help_text in (("compress", "images → .bin via the compress signature"),
                             ("decompress", ".bin → PNG via the decompress signature"),

@@ -8,6 +8,7 @@ fail with UNAVAILABLE are retried with exponential backoff; every call's wall ti
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -21,9 +22,15 @@ from serving.server import DEFAULT_MAX_MESSAGE_BYTES, grpc_options
 class CodecClient:
     def __init__(self, target: str = "127.0.0.1:8500", model: str = "mnist_l2000",
                  version: int | None = None, timeout: float = 30., retries: int = 4,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, ssl_ca: str | None = None):
+        """`ssl_ca`: PEM file of the CA that signed the server's certificate → TLS channel."""
         self.model, self.version, self.timeout, self.retries = model, version, timeout, retries
-        self._channel = grpc.insecure_channel(target, options=grpc_options(max_message_bytes))
+        options = grpc_options(max_message_bytes)
+        if ssl_ca:
+            credentials = grpc.ssl_channel_credentials(Path(ssl_ca).read_bytes())
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.last_seconds = 0.

@@ -78,7 +78,6 @@ class ServedVersion:
         except Exception as error:  # any load failure is reported, never served
             self.state, self.error = END, f"{type(error).__name__}: {error}"
             self.functions, self._module = {}, None
-            log.warning("failed to load %s version %d: %s", self.name, self.version, self.error)
 
     def unload(self) -> None:
         self.state = UNLOADING
@@ -99,7 +98,7 @@ class ModelRegistry:
             raise ValueError("num_versions must be ≥ 1")
         self.num_versions = num_versions
         self.pinned = versions or {}
-        self._on_event = on_event or (lambda event, name, version: None)
+        self._listeners: list[Callable[[str, str, int], None]] = [on_event] if on_event else []
         self._lock = threading.RLock()
         self._models: dict[str, dict[int, ServedVersion]] = {}
         self._stop = threading.Event()
@@ -137,15 +136,15 @@ class ModelRegistry:
                 served.load()  # outside the lock: requests keep being served meanwhile
                 with self._lock:
                     self._models[name][version] = served
-                self._on_event("load" if served.state == AVAILABLE else "load_failed",
-                               name, version)
+                self._emit("load" if served.state == AVAILABLE else "load_failed",
+                           name, version, served.error)
         with self._lock:
             for name, versions in self._models.items():
                 keep = self._versions_to_keep(versions, [v for v, _ in wanted.get(name, [])])
                 for version, served in versions.items():
                     if version not in keep and served.state == AVAILABLE:
                         served.unload()
-                        self._on_event("unload", name, version)
+                        self._emit("unload", name, version)
 
     @staticmethod
     def _versions_to_keep(versions: dict[int, ServedVersion], wanted: list[int]) -> set[int]:
@@ -160,6 +159,17 @@ class ModelRegistry:
                 break
             keep.add(version)
         return keep
+
+    def add_listener(self, listener: Callable[[str, str, int], None]) -> None:
+        """`listener(event, model, version)` is called on load / load_failed / unload."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: str, name: str, version: int, error: str = "") -> None:
+        log.log(logging.WARNING if error else logging.INFO, "%s %s version %d", event, name,
+                version, extra={"event": event, "model": name, "version": version,
+                                **({"error": error} if error else {})})
+        for listener in self._listeners:
+            listener(event, name, version)
 
     def start_polling(self, interval_seconds: float = 1.0) -> None:
         """Refreshes in a background thread (like TF Serving's file-system poll)."""
@@ -195,6 +205,15 @@ class ModelRegistry:
                                + (f" ({served.error})" if served is not None and served.error
                                   else ""))
             return served
+
+    def model_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def available_versions(self, name: str) -> list[int]:
+        with self._lock:
+            return sorted(v for v, s in self._models.get(name, {}).items()
+                          if s.state == AVAILABLE)
 
     def status(self, name: str, version: int | None = None) -> list[ServedVersion]:
         with self._lock:

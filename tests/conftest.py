@@ -1,7 +1,9 @@
 """Shared fixtures: MNIST from ../shared/data via TFDS, and one tiny trained codec per session."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -50,3 +52,40 @@ def add_mnist_span(data_root: Path, span: int) -> Path:
     for path in SHARED_MNIST.glob("*-ubyte*"):
         (folder / path.name).symlink_to(path)
     return folder
+
+
+@dataclasses.dataclass
+class Served:
+    """A running ModelServer over a copy of the tiny model as `mnist_l500` version 1."""
+    base: Path
+    registry: object      # serving.models.ModelRegistry
+    server: object        # serving.server.ModelServer
+    predict: object       # PredictionServiceStub
+    models: object        # ModelServiceStub
+    target: str           # gRPC host:port
+    rest: str             # REST base URL
+
+
+@pytest.fixture()
+def served(tiny_model, tmp_path):
+    import grpc
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    from serving.batching import BatchingParameters
+    from serving.models import ModelRegistry
+    from serving.server import ModelServer, ServerOptions
+    base = tmp_path / "models"
+    shutil.copytree(tiny_model / "saved_model", base / "mnist_l500" / "1")
+    registry = ModelRegistry(base)
+    registry.refresh()
+    registry.start_polling(.2)
+    # Batching on, so every request of these tests also goes through the batcher.
+    server = ModelServer(registry, ServerOptions(
+        port=0, rest_port=0, batching=BatchingParameters(max_batch_size=8, batch_timeout_micros=20_000))).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield Served(base, registry, server,
+                 prediction_service_pb2_grpc.PredictionServiceStub(channel),
+                 model_service_pb2_grpc.ModelServiceStub(channel), f"127.0.0.1:{server.port}",
+                 f"http://127.0.0.1:{server.rest_port}")
+    channel.close()
+    server.stop()

@@ -1,8 +1,8 @@
-"""The TF-Serving-API gRPC server on loopback: Predict round trips, metadata, status,
-hot reload of a new version, refused broken versions, and TF Serving's error codes."""
+"""The TF-Serving-API server over gRPC on loopback: Predict round trips, metadata, status,
+hot reload of a new version, refused broken versions, and TF Serving's error codes.
+(REST, batching, limits, TLS and metrics: test_serving_rest.py.)"""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 
@@ -10,38 +10,9 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
 from codec.saved_codec import SavedCodec
-from serving.models import ModelRegistry
-from serving.server import make_grpc_server
-
-
-@dataclasses.dataclass
-class Served:
-    base: object
-    registry: ModelRegistry
-    predict: prediction_service_pb2_grpc.PredictionServiceStub
-    models: model_service_pb2_grpc.ModelServiceStub
-    target: str
-
-
-@pytest.fixture()
-def served(tiny_model, tmp_path):
-    base = tmp_path / "models"
-    shutil.copytree(tiny_model / "saved_model", base / "mnist_l500" / "1")
-    registry = ModelRegistry(base)
-    registry.refresh()
-    registry.start_polling(.2)
-    server, port = make_grpc_server(registry, port=0)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Served(base, registry, prediction_service_pb2_grpc.PredictionServiceStub(channel),
-                 model_service_pb2_grpc.ModelServiceStub(channel), f"127.0.0.1:{port}")
-    channel.close()
-    server.stop(0)
-    registry.stop()
 
 
 def _predict(stub, signature, version=None, **inputs):
@@ -96,6 +67,19 @@ def test_new_version_is_served_without_restart_and_broken_ones_are_refused(serve
     states = {s.version: s.state for s in status.model_version_status}
     assert states[2] == get_model_status_pb2.ModelVersionStatus.AVAILABLE
     assert states[1] == get_model_status_pb2.ModelVersionStatus.END
+    # A version whose graph is garbage (corrupt copy) is refused, version 2 keeps serving.
+    shutil.copytree(base / "mnist_l500" / "2", base / "mnist_l500" / "7")
+    (base / "mnist_l500" / "7" / "saved_model.pb").write_bytes(b"\x00garbage" * 100)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and 7 not in {v.version for v in registry.status(
+            "mnist_l500") if v.error}:
+        time.sleep(.1)
+    [seven] = registry.status("mnist_l500", 7)
+    assert seven.state == "END" and "DecodeError" in seven.error
+    assert _predict(predict, "compress", images=np.zeros((1, 28, 28, 1), np.uint8)
+                    ).model_spec.version.value == 2
+    shutil.rmtree(base / "mnist_l500" / "7")
+    registry.refresh()
     # A broken version 3 (no variables) is reported with its error and never served.
     shutil.copytree(base / "mnist_l500" / "2", base / "mnist_l500" / "3")
     shutil.rmtree(base / "mnist_l500" / "3" / "variables")
