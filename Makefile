@@ -9,7 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench bench-mnist lock clean
+.PHONY: install run test bench bench-mnist bench-serving lock clean
 
 install: $(STAMP)
 
@@ -28,10 +28,13 @@ run: install
 test: install
 	$(BIN)/pytest
 
-bench: bench-mnist
+bench: bench-mnist bench-serving
 
 bench-mnist: install
 	$(BIN)/python benchmarks/bench_mnist.py $(BENCH_ARGS)
+
+bench-serving: install
+	$(BIN)/python benchmarks/bench_serving.py $(BENCH_ARGS)
 
 # Regenerate the lock file from the current environment (after a deliberate upgrade).
 lock: install

@@ -108,9 +108,10 @@ def status_response(registry: ModelRegistry, name: str, version: int | None
         status = response.model_version_status.add()
         status.version = served.version
         status.state = _STATE_CODES.Value(served.state)
-        if served.error:
-            status.status.CopyFrom(status_pb2.StatusProto(
-                error_code=grpc.StatusCode.UNKNOWN.value[0], error_message=served.error))
+        # Always set, as TF Serving does (REST shows {"error_code": "OK", "error_message": ""}).
+        status.status.CopyFrom(status_pb2.StatusProto(
+            error_code=grpc.StatusCode.UNKNOWN.value[0] if served.error else 0,
+            error_message=served.error))
     return response
 
 

@@ -1,0 +1,158 @@
+"""`rdpipe serve`, `rdpipe client …` and `rdpipe audit-ops`: the serving side of the CLI."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipelines.cli_common import CliError, read_images
+
+
+def cmd_serve(args) -> None:
+    import logging
+    import threading
+
+    from serving.batching import BatchingParameters
+    from serving.models import ModelRegistry
+    from serving.observability import configure_logging
+    from serving.server import ModelServer, ServerOptions
+
+    configure_logging(args.log_format, logging.DEBUG if args.log_requests else logging.INFO)
+    batching = None
+    if args.enable_batching or args.batching_parameters_file:
+        batching = (BatchingParameters.from_text(Path(args.batching_parameters_file).read_text())
+                    if args.batching_parameters_file else
+                    BatchingParameters(args.max_batch_size, args.batch_timeout_micros))
+    registry = ModelRegistry(args.model_base_path, num_versions=args.num_versions,
+                             versions=_pinned_versions(args.model_version))
+    registry.refresh()
+    registry.start_polling(args.poll_seconds)
+    options = ServerOptions(host=args.host, port=args.port,
+                            rest_port=args.rest_port,
+                            max_request_bytes=args.max_request_bytes, batching=batching,
+                            ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+    server = ModelServer(registry, options).start()
+    scheme = "https" if args.ssl_cert else "http"
+    print(f"serving {args.model_base_path}: gRPC {args.host}:{server.port}, REST "
+          f"{scheme}://{args.host}:{server.rest_port}/v1/models/<name>, metrics "
+          f"/monitoring/prometheus/metrics"
+          + (f", batching {batching}" if batching else "") + " (Ctrl-C stops)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop(grace=2)
+
+
+def _pinned_versions(specs: list[str] | None) -> dict[str, list[int]]:
+    """`NAME=V[,V...]` flags → {name: [versions]}."""
+    pinned = {}
+    for spec in specs or []:
+        name, _, versions = spec.partition("=")
+        if not versions:
+            raise SystemExit(f"--model-version expects NAME=V[,V...], got {spec!r}")
+        pinned[name] = [int(v) for v in versions.split(",")]
+    return pinned
+
+
+def cmd_client(args) -> None:
+    import grpc
+    try:
+        _run_client(args)
+    except grpc.RpcError as error:  # the server's message is written for the user
+        raise CliError(f"{args.server}: {error.code().name}: {error.details()}") from None
+
+
+def _run_client(args) -> None:
+    import numpy as np
+    from PIL import Image
+    from serving.client import CodecClient
+
+    client = CodecClient(args.server, args.model, args.version, timeout=args.timeout,
+                         ssl_ca=args.ssl_ca)
+    if args.client_command == "status":
+        for version, state, error in client.status():
+            print(f"{args.model} version {version}: {state}" + (f" ({error})" if error else ""))
+        return
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.client_command == "compress":
+        items = read_images([Path(p) for p in args.inputs])
+        strings, info = client.compress(np.stack([a for _, a in items])[..., None])
+        for (name, _), string, bits in zip(items, strings, info):
+            (out_dir / f"{name}.bin").write_bytes(string)
+            print(f"{name}.bin: {8 * len(string)} bits ({bits:.1f} information)")
+    elif args.client_command == "decompress":
+        paths = [Path(p) for p in args.inputs]
+        images = client.decompress([p.read_bytes() for p in paths])
+        for path, image in zip(paths, images):
+            Image.fromarray(image[..., 0]).save(out_dir / f"{path.stem}.png")
+        print(f"decoded {len(paths)} strings → {out_dir}")
+    else:  # svd
+        items = read_images([Path(p) for p in args.inputs])
+        for name, image in items:
+            out = client.svd(image[None, ..., None], args.rank)
+            Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{args.rank}.png")
+            print(f"{name}: rank {args.rank} of {out['singular_values'].shape[-1]}")
+    print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
+
+
+def cmd_audit_ops(args) -> None:
+    from serving.ops_audit import audit
+    custom = set()
+    for signature, ops in audit(args.model_dir).items():
+        custom |= set(ops)
+        print(f"{signature}: " + (", ".join(ops) + " (not in stock TensorFlow)" if ops
+                                  else "stock TensorFlow ops only"))
+    print("→ " + ("needs rdpipe serve (or a TF Serving built with these ops)" if custom
+                  else "loadable by stock TensorFlow Serving"))
+
+
+def add_serving_parsers(sub) -> None:
+    p = sub.add_parser("serve", help="TF-Serving-API server (gRPC + REST) for pushed models")
+    p.add_argument("--model-base-path", required=True,
+                   help="directory of models: <base>/<name>/<version>/saved_model.pb")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST + metrics port")
+    p.add_argument("--num-versions", type=int, default=1, help="latest N versions per model")
+    p.add_argument("--model-version", action="append", metavar="NAME=V[,V...]",
+                   help="serve these versions of NAME instead of the latest (repeatable)")
+    p.add_argument("--poll-seconds", type=float, default=1.0,
+                   help="how often the base path is rescanned for new versions")
+    p.add_argument("--max-request-bytes", type=int, default=64 << 20,
+                   help="max gRPC message / REST body, bytes (default 64 MiB: a 4K RGB image)")
+    p.add_argument("--enable-batching", action="store_true",
+                   help="dynamic batching of concurrent Predict requests")
+    p.add_argument("--max-batch-size", type=int, default=32, help="examples per batch")
+    p.add_argument("--batch-timeout-micros", type=int, default=2000,
+                   help="max wait of the oldest queued request, µs")
+    p.add_argument("--batching-parameters-file",
+                   help="TF Serving batching_parameters text proto (implies batching)")
+    p.add_argument("--ssl-cert", help="PEM certificate chain: TLS on gRPC and REST")
+    p.add_argument("--ssl-key", help="PEM private key for --ssl-cert")
+    p.add_argument("--log-format", choices=["json", "text"], default="json")
+    p.add_argument("--log-requests", action="store_true", help="log every request (debug)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("client", help="call a running server (rdpipe serve or TF Serving)")
+    client_sub = p.add_subparsers(dest="client_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default="127.0.0.1:8500")
+    common.add_argument("--model", default="mnist_l2000", help="served model name")
+    common.add_argument("--version", type=int, default=None)
+    common.add_argument("--timeout", type=float, default=30.)
+    common.add_argument("--ssl-ca", help="PEM CA certificate: connect with TLS")
+    common.add_argument("--output-dir", default="client-out")
+    for name, help_text in (("compress", "images → .bin via the compress signature"),
+                            ("decompress", ".bin → PNG via the decompress signature"),
+                            ("svd", "images → rank-r approximations (svd_approximate)")):
+        q = client_sub.add_parser(name, parents=[common], help=help_text)
+        q.add_argument("inputs", nargs="+")
+        if name == "svd":
+            q.add_argument("--rank", type=int, default=8)
+        q.set_defaults(func=cmd_client)
+    q = client_sub.add_parser("status", parents=[common], help="model version states")
+    q.set_defaults(func=cmd_client)
+
+    p = sub.add_parser("audit-ops", help="list ops of a SavedModel that stock TF Serving lacks")
+    p.add_argument("model_dir", help="SavedModel directory (…/<name>/<version>)")
+    p.set_defaults(func=cmd_audit_ops)
