@@ -2,8 +2,14 @@
 
 An entropy model turns latents into integer *symbols* and owns the integer CDF tables; a coder
 only turns `symbols[B, M, C]` into one byte string per batch element and back, with symbol
-`[b, m, c]` coded under table `c` (one table per channel). Coders are looked up by name so the
-bitstream can record which coder wrote it (see `schemas/bitstream.md`).
+`[b, m, c]` coded under table `c` (one table per channel). Coders are looked up by name.
+
+Every string starts with a format byte whose top 3 bits name the coder that wrote it
+(`FORMAT_IDS`; `schemas/bitstream.md`), so a string is never decoded by the wrong coder:
+- `portable` (id 1, the default): rANS in core TF ops (`codec.portable_coder`), loadable by any
+  TensorFlow runtime;
+- `tfc` (id 2): TensorFlow Compression's range coder ops (`tensorflow-compression-ops`), for
+  rdpipe's own server or a TF Serving built with those ops.
 
 Table layout (shared by every coder): one flat int32 vector, the concatenation over channels of
 `[-precision, cdf_0=0, cdf_1, ..., cdf_L=2**precision]` where `cdf` has `L = pmf_length + 1`
@@ -36,6 +42,7 @@ class EntropyCoder(abc.ABC):
     """Turns `int32 symbols[B, M, C]` into `string[B]` and back, given `CdfTables.cdf`."""
 
     name: str = ""
+    format_id: int = 0  # top 3 bits of every string's first byte
 
     @abc.abstractmethod
     def encode(self, symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
@@ -54,13 +61,14 @@ class EntropyCoder(abc.ABC):
 class TfcRangeCoder(EntropyCoder):
     """TensorFlow Compression's C++ range coder (`tensorflow-compression-ops`).
 
-    Strings carry no framing: the TFC encoder emits the shortest byte string that identifies the
-    final interval and the decoder reads missing trailing bytes as zeros. Hence its sanity check
-    is weak (TFC's own words): random bytes fail it about 3 times in 4, but a string truncated at
-    a byte boundary, or an empty one, may decode to valid-looking symbols.
+    Strings are one format byte (`0x40`) + TFC's payload: the TFC encoder emits the shortest byte
+    string that identifies the final interval and the decoder reads missing trailing bytes as
+    zeros. Hence its sanity check is weak (TFC's own words): random payloads fail it about 3
+    times in 4, and a payload truncated at a byte boundary may decode to valid-looking symbols.
     """
 
     name = "tfc"
+    format_id = 2
 
     def __init__(self):
         # Imported lazily: loading the op library registers custom ops that a SavedModel then
@@ -72,18 +80,59 @@ class TfcRangeCoder(EntropyCoder):
         symbols = tf.convert_to_tensor(symbols, tf.int32)
         handle = self._ops.create_range_encoder(tf.shape(symbols)[:1], cdf)
         handle = self._ops.entropy_encode_channel(handle, symbols)
-        return self._ops.entropy_encode_finalize(handle)
+        payload = self._ops.entropy_encode_finalize(handle)
+        return tf.strings.join([tf.fill(tf.shape(payload), _format_byte(self.format_id)),
+                                payload])
 
     def decode(self, strings, num_positions, num_channels, cdf):
         strings = tf.convert_to_tensor(strings, tf.string)
-        handle = self._ops.create_range_decoder(strings, cdf)
+        length = tf.strings.length(strings)
+        payload = tf.strings.substr(strings, tf.minimum(length, 1), tf.maximum(length - 1, 0))
+        handle = self._ops.create_range_decoder(payload, cdf)
         handle, symbols = self._ops.entropy_decode_channel(
             handle, tf.stack([num_positions, num_channels]), tf.int32)
         ok = self._ops.entropy_decode_finalize(handle)
-        return symbols, ok
+        return symbols, ok & (string_format_ids(strings) == self.format_id)
 
 
-_CODERS: dict[str, type[EntropyCoder]] = {TfcRangeCoder.name: TfcRangeCoder}
+class PortableRansCoder(EntropyCoder):
+    """Interleaved rANS from core TF ops only (`codec.portable_coder`): the default."""
+
+    name = "portable"
+    format_id = 1
+
+    def encode(self, symbols, cdf):
+        from codec import portable_coder  # pylint: disable=import-outside-toplevel
+        return portable_coder.encode(symbols, cdf)
+
+    def decode(self, strings, num_positions, num_channels, cdf):
+        from codec import portable_coder  # pylint: disable=import-outside-toplevel
+        return portable_coder.decode(strings, num_positions, num_channels, cdf)
+
+
+def _format_byte(format_id: int) -> bytes:
+    return bytes([format_id << 5])
+
+
+def string_format_ids(strings: tf.Tensor) -> tf.Tensor:
+    """int32 `[B]`: the coder format id of each string (top 3 bits of byte 0; -1 if empty)."""
+    strings = tf.convert_to_tensor(strings, tf.string)
+    first = tf.io.decode_raw(tf.strings.substr(strings, 0, 1), tf.uint8, fixed_length=1)
+    ids = tf.bitwise.right_shift(tf.cast(tf.reshape(first, [-1]), tf.int32), 5)
+    return tf.where(tf.strings.length(strings) > 0, ids, -1)
+
+
+_CODERS: dict[str, type[EntropyCoder]] = {TfcRangeCoder.name: TfcRangeCoder,
+                                          PortableRansCoder.name: PortableRansCoder}
+FORMAT_IDS = {cls.format_id: name for name, cls in _CODERS.items()}
+DEFAULT_CODER = PortableRansCoder.name
+
+
+def coder_of_string(string: bytes) -> str:
+    """Name of the coder that wrote `string` (from its format byte), or a description."""
+    if not string:
+        return "empty string"
+    return FORMAT_IDS.get(string[0] >> 5, f"unknown format byte 0x{string[0]:02x}")
 
 
 def available_coders() -> list[str]:
@@ -91,7 +140,7 @@ def available_coders() -> list[str]:
 
 
 def get_coder(name: str) -> EntropyCoder:
-    """Returns a coder instance by name (`tfc`; the portable coder is added by its own issue)."""
+    """Returns a coder instance by name (`portable` or `tfc`)."""
     try:
         return _CODERS[name]()
     except KeyError:

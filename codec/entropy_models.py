@@ -18,7 +18,7 @@ from typing import Callable, Protocol
 import numpy as np
 import tensorflow as tf
 
-from codec.coders import CdfTables, EntropyCoder, get_coder
+from codec.coders import DEFAULT_CODER, CdfTables, EntropyCoder, get_coder
 
 
 class Prior(Protocol):
@@ -58,7 +58,8 @@ class EntropyModel(tf.Module):
 
     def __init__(self, prior_fn: Callable[[], Prior], coding_rank: int, *,
                  compression: bool = False, tail_mass: float = 2 ** -8,
-                 precision: int = 12, coder: str = "tfc", name: str | None = None):
+                 precision: int = 12, coder: str = DEFAULT_CODER,
+                 name: str | None = None):
         super().__init__(name=name)
         if not 0 < tail_mass < 1:
             raise ValueError(f"tail_mass must be in (0, 1), got {tail_mass}")

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from codec import svd
+from codec.coders import DEFAULT_CODER, string_format_ids
 from codec.entropy_models import EntropyModel
 from codec.priors import NoisyLogistic
 
@@ -150,7 +151,7 @@ class MNISTCodec(tf.Module):
     """
 
     def __init__(self, trainer: MNISTCompressionTrainer, *, tail_mass: float = 2 ** -8,
-                 precision: int = 12, coder: str = "tfc"):
+                 precision: int = 12, coder: str = DEFAULT_CODER):
         super().__init__(name="mnist_codec")
         self.analysis_transform = trainer.analysis_transform
         self.synthesis_transform = trainer.synthesis_transform
@@ -176,7 +177,15 @@ class MNISTCodec(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="strings")])
     def decompress(self, strings):
-        images, ok = self._decode(strings)
+        expected = self.entropy_model.coder.format_id
+        formats = string_format_ids(strings)
+        format_check = tf.debugging.Assert(
+            tf.reduce_all(formats == expected),
+            [f"rdpipe: strings were not written by this model's entropy coder "
+             f"({self.entropy_model.coder_name!r}, format id {expected}); format ids found "
+             "(1 portable, 2 tfc, -1 empty):", formats])
+        with tf.control_dependencies([format_check]):
+            images, ok = self._decode(strings)
         check = tf.debugging.Assert(
             tf.reduce_all(ok),
             ["rdpipe: strings failed the decoder's end-of-stream sanity check "

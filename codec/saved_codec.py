@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from codec.coders import coder_of_string
 from codec.entropy_models import DecodeError, check_decoded
 
 __all__ = ["SavedCodec", "DecodeError", "InputError"]
@@ -43,6 +44,15 @@ class SavedCodec:
         self._decompress = self._module.signatures["decompress_unchecked"]
         spec = self._compress.structured_input_signature[1]["images"]
         self.image_shape: tuple = tuple(spec.shape[1:])  # e.g. (28, 28, 1)
+        self._coder: str | None = None
+
+    @property
+    def coder(self) -> str | None:
+        """Name of the model's entropy coder, read from the format byte of a probe string."""
+        if self._coder is None and all(isinstance(d, int) for d in self.image_shape):
+            probe = self._compress(images=tf.zeros((1,) + self.image_shape, tf.uint8))
+            self._coder = coder_of_string(probe["strings"].numpy()[0])
+        return self._coder
 
     def _as_batch(self, images) -> np.ndarray:
         images = np.asarray(images)
@@ -77,8 +87,22 @@ class SavedCodec:
             if empty:
                 raise DecodeError(f"{len(empty)} empty strings (indices {empty[:10]}): an encoder "
                                   "output is never empty for real images")
+            self._check_formats(strings)
             check_decoded(ok)
         return images
+
+    def _check_formats(self, strings) -> None:
+        """Clear error for strings written by another coder (format byte, schemas/bitstream.md)."""
+        expected = self.coder
+        if expected is None:
+            return
+        foreign = [(i, coder_of_string(s)) for i, s in enumerate(strings)
+                   if coder_of_string(s) != expected]
+        if foreign:
+            i, found = foreign[0]
+            raise DecodeError(f"{len(foreign)} strings were not written by this model's "
+                              f"{expected!r} coder (e.g. index {i}: {found}); decode them with a "
+                              "model exported with that coder")
 
     def decompress_with_status(self, strings) -> tuple[np.ndarray, np.ndarray]:
         """Byte strings → (uint8 images, per-string sanity flag); never raises on content.

@@ -261,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a straight-through gradient (default: see codec.mnist_train)")
     p.add_argument("--tail-mass", type=float, default=2 ** -8)
     p.add_argument("--precision", type=int, default=12, help="range coder precision (bits)")
-    p.add_argument("--coder", default="tfc", help="entropy coder (tfc)")
+    p.add_argument("--coder", default="portable", choices=["portable", "tfc"],
+                   help="entropy coder: portable (stock TF ops, loads anywhere) or tfc "
+                        "(tensorflow-compression-ops range coder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="output dir (default models/mnist/lmbda_<λ>)")
     p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
