@@ -76,8 +76,19 @@ class TfcRangeCoder(EntropyCoder):
         import tensorflow_compression_ops as tco  # pylint: disable=import-outside-toplevel
         self._ops = tco
 
+    # TFC's overflow (escape) coding hangs, crashes or silently decodes wrong values for symbols
+    # beyond about ±2^30 (measured on tensorflow-compression-ops 2.16.0); refuse them instead.
+    # Latents of a trained codec on uint8 images are many orders of magnitude smaller.
+    max_abs_symbol = 2 ** 30
+
     def encode(self, symbols, cdf):
         symbols = tf.convert_to_tensor(symbols, tf.int32)
+        in_range = tf.reduce_all((symbols > -self.max_abs_symbol) & (symbols < self.max_abs_symbol))
+        with tf.control_dependencies([tf.debugging.Assert(in_range, [
+                f"rdpipe: the 'tfc' coder only encodes symbols in (-2^30, 2^30); use the "
+                f"'portable' coder for larger values. Largest |symbol|:",
+                tf.reduce_max(tf.abs(tf.cast(symbols, tf.int64)))])]):
+            symbols = tf.identity(symbols)
         handle = self._ops.create_range_encoder(tf.shape(symbols)[:1], cdf)
         handle = self._ops.entropy_encode_channel(handle, symbols)
         payload = self._ops.entropy_encode_finalize(handle)

@@ -131,6 +131,12 @@ class EntropyModel(tf.Module):
         if max_length > 2048:
             raise ValueError(
                 f"prior too wide for coding tables ({max_length} symbols); increase tail_mass")
+        if max_length + 1 > 2 ** self.precision // 2:
+            # Each symbol (and the escape) needs at least one of the 2^precision CDF slots; TFC's
+            # pmf_to_quantized_cdf aborts the process rather than raising when they do not fit.
+            raise ValueError(
+                f"precision {self.precision} bits is too low for a {max_length}-symbol table; "
+                f"raise precision or tail_mass")
         samples = np.arange(max_length)[:, None] + minima[None, :] + offset[None, :]
         pmf = prior.prob(tf.constant(samples, prior.dtype)).numpy().T  # [C, max_length]
         rows = []

@@ -405,3 +405,9 @@ def decode(strings: tf.Tensor, num_positions, num_channels,
     symbols = tf.scatter_nd(scatter_index, out_value, tf.stack([batch, per_lane * k]))
     symbols = tf.reshape(symbols[:, :n], tf.stack([batch, num_positions, channels]))
     return symbols, ok
+
+
+# Eager callers (tests, notebooks, `rdpipe` tools) would otherwise run the while_loops op by op,
+# orders of magnitude slower; inside a model's tf.function the call is simply traced through.
+encode = tf.function(encode, autograph=False, reduce_retracing=True)
+decode = tf.function(decode, autograph=False, reduce_retracing=True)
