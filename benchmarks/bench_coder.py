@@ -56,7 +56,8 @@ def information_bits(symbols: np.ndarray, cdf: np.ndarray) -> np.ndarray:
         escape = (s < 0) | (s >= len(freq) - 1)
         index = np.where(escape, len(freq) - 1, s)
         cost = precision - np.log2(freq[index])
-        over = np.where(s < 0, -2 * s.astype(np.int64) - 1, 2 * (s.astype(np.int64) - len(freq) + 1))
+        s64 = s.astype(np.int64)
+        over = np.maximum(np.where(s64 < 0, -2 * s64 - 1, 2 * (s64 - len(freq) + 1)), 0)
         cost = cost + np.where(escape, 4 * np.ceil(np.log2(over + 2) / 4), 0)
         bits += cost.sum(axis=1)
     return bits

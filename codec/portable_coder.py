@@ -409,5 +409,20 @@ def decode(strings: tf.Tensor, num_positions, num_channels,
 
 # Eager callers (tests, notebooks, `rdpipe` tools) would otherwise run the while_loops op by op,
 # orders of magnitude slower; inside a model's tf.function the call is simply traced through.
-encode = tf.function(encode, autograph=False, reduce_retracing=True)
-decode = tf.function(decode, autograph=False, reduce_retracing=True)
+_encode_fn = tf.function(encode, autograph=False, reduce_retracing=True)
+_decode_fn = tf.function(decode, autograph=False, reduce_retracing=True)
+_encode_doc, _decode_doc = encode.__doc__, decode.__doc__
+
+
+def encode(symbols, cdf) -> tf.Tensor:  # noqa: F811  (the traced form of the function above)
+    return _encode_fn(tf.convert_to_tensor(symbols, tf.int32), tf.convert_to_tensor(cdf, tf.int32))
+
+
+def decode(strings, num_positions, num_channels, cdf):  # noqa: F811
+    return _decode_fn(tf.convert_to_tensor(strings, tf.string),
+                      tf.convert_to_tensor(num_positions, tf.int32),
+                      tf.convert_to_tensor(num_channels, tf.int32),
+                      tf.convert_to_tensor(cdf, tf.int32))
+
+
+encode.__doc__, decode.__doc__ = _encode_doc, _decode_doc

@@ -37,6 +37,7 @@ class PipelineConfig:
     epochs: int = 15
     batch_size: int = 128
     learning_rate: float = 1e-3
+    coder: str = "portable"                 # entropy coder of the exports: portable or tfc
     tolerance: float = 0.05                 # allowed relative regression vs blessed baseline
     gate_examples: int = 10_000             # eval digits the gate codes
     workspace: str = str(PROJECT_ROOT / "workspace" / "pipelines")

@@ -56,7 +56,7 @@ def create_pipeline(config: PipelineConfig, beam_args: list[str] | None = None,
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
             custom_config={"lmbda": spec.lmbda, "epochs": config.epochs,
                            "batch_size": config.batch_size,
-                           "learning_rate": config.learning_rate},
+                           "learning_rate": config.learning_rate, "coder": config.coder},
         ).with_id(f"Trainer.lmbda_{tag}")
         trainer.add_upstream_node(data_ok)  # anomalies stop the run before training
         resolver = tfx.dsl.Resolver(
