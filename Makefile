@@ -9,7 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench bench-mnist bench-serving bench-coder lock clean
+.PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd lock clean
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ run: install
 test: install
 	$(BIN)/pytest
 
-bench: bench-mnist bench-serving bench-coder
+bench: bench-mnist bench-serving bench-coder bench-svd
 
 bench-mnist: install
 	$(BIN)/python benchmarks/bench_mnist.py $(BENCH_ARGS)
@@ -38,6 +38,9 @@ bench-serving: install
 
 bench-coder: install
 	$(BIN)/python benchmarks/bench_coder.py $(BENCH_ARGS)
+
+bench-svd: install
+	$(BIN)/python benchmarks/bench_svd.py $(BENCH_ARGS)
 
 # Regenerate the lock file from the current environment (after a deliberate upgrade).
 lock: install

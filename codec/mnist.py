@@ -21,6 +21,8 @@ from codec.entropy_models import EntropyModel
 from codec.priors import NoisyLogistic
 
 IMAGE_SHAPE = (28, 28, 1)
+# The SVD signatures take any batch of uint8 images [B, H, W, C].
+_ANY_IMAGES = tf.TensorSpec((None, None, None, None), tf.uint8, name="images")
 DEFAULT_LATENT_DIMS = 50
 
 
@@ -147,7 +149,11 @@ class MNISTCodec(tf.Module):
       decompress_unchecked(strings) → images, sanity_ok bool [B]; never fails — the tutorial's
           "decoder as a generative model" (decode random bytes)
       svd_approximate(images uint8 [B,H,W,C], rank int32 []) → reconstruction uint8 [B,H,W,C],
-          singular_values float32 [B,C,min(H,W)] — batched low-rank approximation of any images
+          singular_values float32 [B,C,rank], ranks int32 [B], stored_size int64 [B] — batched
+          low-rank approximation of any images (codec/svd.py, randomized truncated SVD)
+      svd_approximate_compression(images, compression_factor float32 []) and
+      svd_approximate_energy(images, energy_factor float32 []) → the same outputs, the rank chosen
+          from the factor (energy: singular_values holds all min(H, W) values)
     """
 
     def __init__(self, trainer: MNISTCompressionTrainer, *, tail_mass: float = 2 ** -8,
@@ -198,14 +204,23 @@ class MNISTCodec(tf.Module):
         images, ok = self._decode(strings)
         return {"images": images, "sanity_ok": ok}
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, None), tf.uint8,
-                                                name="images"),
-                                  tf.TensorSpec((), tf.int32, name="rank")])
+    @tf.function(input_signature=[_ANY_IMAGES, tf.TensorSpec((), tf.int32, name="rank")])
     def svd_approximate(self, images, rank):
-        reconstruction, singular_values = svd.low_rank_approximation(images, rank)
-        return {"reconstruction": reconstruction, "singular_values": singular_values}
+        return svd.approximate_rank(images, rank)._asdict()
+
+    @tf.function(input_signature=[_ANY_IMAGES,
+                                  tf.TensorSpec((), tf.float32, name="compression_factor")])
+    def svd_approximate_compression(self, images, compression_factor):
+        return svd.approximate_compression(images, compression_factor)._asdict()
+
+    @tf.function(input_signature=[_ANY_IMAGES, tf.TensorSpec((), tf.float32, name="energy_factor")])
+    def svd_approximate_energy(self, images, energy_factor):
+        return svd.approximate_energy(images, energy_factor)._asdict()
 
     def signatures(self) -> dict:
         return {"compress": self.compress, "decompress": self.decompress,
                 "decompress_unchecked": self.decompress_unchecked,
-                "svd_approximate": self.svd_approximate, "serving_default": self.compress}
+                "svd_approximate": self.svd_approximate,
+                "svd_approximate_compression": self.svd_approximate_compression,
+                "svd_approximate_energy": self.svd_approximate_energy,
+                "serving_default": self.compress}

@@ -88,10 +88,15 @@ def _run_client(args) -> None:
         print(f"decoded {len(paths)} strings → {out_dir}")
     else:  # svd
         items = read_images([Path(p) for p in args.inputs])
+        rank = None if args.compression_factor or args.energy_factor else args.rank
         for name, image in items:
-            out = client.svd(image[None, ..., None], args.rank)
-            Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{args.rank}.png")
-            print(f"{name}: rank {args.rank} of {out['singular_values'].shape[-1]}")
+            out = client.svd(image[None, ..., None], rank,
+                             compression_factor=args.compression_factor,
+                             energy_factor=args.energy_factor)
+            used = int(out["ranks"][0])
+            Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{used}.png")
+            print(f"{name}: rank {used} of {min(image.shape[:2])}, "
+                  f"{int(out['stored_size'][0])} numbers stored for {image.size} pixels")
     print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
 
 
@@ -148,7 +153,12 @@ def add_serving_parsers(sub) -> None:
         q = client_sub.add_parser(name, parents=[common], help=help_text)
         q.add_argument("inputs", nargs="+")
         if name == "svd":
-            q.add_argument("--rank", type=int, default=8)
+            how = q.add_mutually_exclusive_group()
+            how.add_argument("--rank", type=int, default=8)
+            how.add_argument("--compression-factor", type=float,
+                             help="in (0, 1]: largest rank storing ≤ this fraction of the pixels")
+            how.add_argument("--energy-factor", type=float,
+                             help="in (0, 1]: smallest rank reaching this singular-value share")
         q.set_defaults(func=cmd_client)
     q = client_sub.add_parser("status", parents=[common], help="model version states")
     q.set_defaults(func=cmd_client)

@@ -71,9 +71,23 @@ class CodecClient:
     def decompress(self, strings: list[bytes]) -> np.ndarray:
         return self.predict("decompress", strings=np.array(strings, dtype=object))["images"]
 
-    def svd(self, images: np.ndarray, rank: int) -> dict[str, np.ndarray]:
-        return self.predict("svd_approximate", images=np.asarray(images, np.uint8),
-                            rank=np.int32(rank))
+    def svd(self, images: np.ndarray, rank: int | None = None, *,
+            compression_factor: float | None = None,
+            energy_factor: float | None = None) -> dict[str, np.ndarray]:
+        """Low-rank approximation of uint8 `[B, H, W, C]`: exactly one of `rank`,
+        `compression_factor` or `energy_factor` (both in (0, 1]) picks the rank. Returns
+        reconstruction, singular_values, ranks and stored_size (numbers stored per image)."""
+        chosen = [(k, v) for k, v in (("rank", rank), ("compression_factor", compression_factor),
+                                      ("energy_factor", energy_factor)) if v is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of rank, compression_factor, energy_factor")
+        key, value = chosen[0]
+        images = np.asarray(images, np.uint8)
+        if key == "rank":
+            return self.predict("svd_approximate", images=images, rank=np.int32(value))
+        signature = "svd_approximate_compression" if key == "compression_factor" else \
+            "svd_approximate_energy"
+        return self.predict(signature, images=images, **{key: np.float32(value)})
 
     def status(self) -> list[tuple[int, str, str]]:
         """(version, state name, error message) per version."""

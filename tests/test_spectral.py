@@ -1,0 +1,109 @@
+"""Spectral tools (codec/spectral.py) and gradients through eigh / svd."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from codec.spectral import (PixelNorm, SpectralNormalization, SpectralNormConstraint,
+                            fit_spectrum, power_iteration)
+
+
+def test_power_iteration_matches_the_largest_singular_value():
+    rng = np.random.default_rng(0)
+    w = tf.constant(rng.normal(size=(40, 25)), tf.float32)
+    exact = float(tf.linalg.svd(w, compute_uv=False)[0])
+    u = tf.constant(rng.normal(size=40), tf.float32)
+    sigma, _ = power_iteration(w, u, iterations=50)
+    assert abs(float(sigma) - exact) <= 1e-3 * exact
+    # Persistent u: repeated single iterations converge like many at once.
+    for _ in range(50):
+        sigma, u = power_iteration(w, u, iterations=1)
+    assert abs(float(sigma) - exact) <= 1e-3 * exact
+
+
+def test_wrapper_normalizes_the_kernel_and_persists_u():
+    layer = SpectralNormalization(keras.layers.Dense(16), iterations=3)
+    x = tf.random.stateless_normal((8, 32), (1, 2))
+    layer(x, training=True)
+    u_before = layer.u.numpy().copy()
+    for _ in range(30):
+        layer(x, training=True)
+    assert not np.allclose(u_before, layer.u.numpy())
+    kernel = layer.layer.kernel
+    expected = x @ (kernel / tf.linalg.svd(kernel, compute_uv=False)[0]) + layer.layer.bias
+    np.testing.assert_allclose(layer(x, training=False).numpy(), expected.numpy(), rtol=1e-3,
+                               atol=1e-4)
+    # Gradients reach the original kernel through the normalization.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    assert tape.gradient(loss, layer.layer.kernel) is not None
+
+
+def test_constraint_caps_sigma_during_training_on_a_conv_kernel():
+    constraint = SpectralNormConstraint(iterations=2, strict=True)
+    model = keras.Sequential([keras.layers.Conv2D(4, 3, kernel_constraint=constraint,
+                                                  input_shape=(8, 8, 2))])
+    model.compile(keras.optimizers.Adam(.1), "mse")
+    x = np.random.default_rng(1).normal(size=(16, 8, 8, 2)).astype(np.float32)
+    model.fit(x, 10 * np.ones((16, 6, 6, 4), np.float32), epochs=20, verbose=0)
+    kernel = model.layers[0].kernel
+    sigma = float(tf.linalg.svd(tf.reshape(kernel, [-1, 4]), compute_uv=False)[0])
+    assert abs(sigma - 1.0) < 0.05, sigma
+
+
+def test_pixel_norm_gives_unit_rms_per_pixel():
+    x = tf.random.stateless_normal((2, 5, 5, 7), (3, 4)) * 9.
+    y = PixelNorm()(x)
+    np.testing.assert_allclose(tf.reduce_mean(y ** 2, -1).numpy(), 1., rtol=1e-4)
+
+
+def _finite_difference(f, a: np.ndarray, direction: np.ndarray, h: float = 1e-6) -> float:
+    return (f(a + h * direction) - f(a - h * direction)) / (2 * h)
+
+
+@pytest.mark.parametrize("kind", ["eigh", "svd"])
+def test_spectral_gradients_match_finite_differences(kind):
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(6, 6))
+    if kind == "eigh":
+        a = (a + a.T) / 2
+        weights = np.arange(1., 7.)
+        def f(m): return float(np.dot(np.linalg.eigvalsh((m + m.T) / 2), weights))
+        def tf_f(m): return tf.tensordot(tf.linalg.eigh((m + tf.transpose(m)) / 2)[0], weights, 1)
+    else:
+        weights = np.arange(1., 7.)
+        def f(m): return float(np.dot(np.linalg.svd(m, compute_uv=False), weights))
+        def tf_f(m): return tf.tensordot(tf.linalg.svd(m, compute_uv=False), weights, 1)
+    variable = tf.Variable(a, dtype=tf.float64)
+    with tf.GradientTape() as tape:
+        value = tf_f(variable)
+    gradient = tape.gradient(value, variable).numpy()
+    for _ in range(5):
+        direction = rng.normal(size=a.shape)
+        if kind == "eigh":
+            direction = (direction + direction.T) / 2
+        assert abs(_finite_difference(f, a, direction) - (gradient * direction).sum()) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["tape", "minimize"])
+def test_fit_spectrum_converges_to_the_target(method):
+    target = [-2., .5, 1., 3.]
+    fit = fit_spectrum(target, method=method, tolerance=1e-8)
+    np.testing.assert_allclose(fit.eigenvalues, sorted(target), atol=1e-3)
+    np.testing.assert_allclose(fit.matrix, fit.matrix.T)
+    assert fit.loss <= 1e-8
+
+
+@pytest.mark.parametrize("bad", [[], [np.nan, 1.], [[1., 2.]]])
+def test_fit_spectrum_rejects_bad_targets(bad):
+    with pytest.raises(ValueError, match="target_eigenvalues"):
+        fit_spectrum(bad)
+
+
+def test_bad_iteration_counts_are_refused():
+    with pytest.raises(ValueError, match="iterations"):
+        SpectralNormConstraint(iterations=0)
+    with pytest.raises(ValueError, match="iterations"):
+        SpectralNormalization(keras.layers.Dense(2), iterations=0)
