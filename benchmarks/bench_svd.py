@@ -10,6 +10,9 @@ truncated reconstruction (measured once per case: its cost does not depend on r)
 `--repeats`, same process, inside tf.function; and the squared Frobenius error of the
 reconstruction relative to the optimal Σ_{i>r} σ_i² (exact float64 spectrum).
 
+Then the SVD codec's rate–distortion on Kodak next to JPEG and JPEG 2000 (`rdpipe eval`, actual
+bytes): benchmarks/results/svd_rd.json and svd_rd.png.
+
 Writes benchmarks/results/svd.json (top-level `min_speedup_r_le_100`,
 `max_error_ratio_r_le_100`, over the 1024² case) and svd.png.
 Targets (issue 7): ≥ 5× faster than the full SVD at r ≤ 100 with error ≤ 1.01× optimal.
@@ -112,6 +115,8 @@ def plot(results: dict, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rd-images", type=int, default=None,
+                        help="Kodak images for the R-D comparison (default all 24; 0 skips)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "svd.json"))
     args = parser.parse_args(argv)
     results: dict = {}
@@ -145,6 +150,11 @@ def main(argv=None) -> int:
     print(f"min_speedup_r_le_100 {summary['min_speedup_r_le_100']:.2f} (target ≥ 5), "
           f"max_error_ratio_r_le_100 {summary['max_error_ratio_r_le_100']:.5f} (target ≤ 1.01)")
     print(f"wrote {out} and {out.with_suffix('.png')}")
+    if args.rd_images != 0:
+        from pipelines.cli_images import cmd_eval  # pylint: disable=import-outside-toplevel
+        cmd_eval(argparse.Namespace(images=str(KODAK), limit=args.rd_images,
+                                    codec=["svd", "jpeg", "jpeg2000"],
+                                    output=str(out.with_name("svd_rd.json"))))
     return 0
 
 

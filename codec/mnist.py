@@ -19,6 +19,7 @@ from codec import svd
 from codec.coders import DEFAULT_CODER, string_format_ids
 from codec.entropy_models import EntropyModel
 from codec.priors import NoisyLogistic
+from codec.spectral import PixelNorm, SpectralNormalization
 
 IMAGE_SHAPE = (28, 28, 1)
 # The SVD signatures take any batch of uint8 images [B, H, W, C].
@@ -26,27 +27,49 @@ _ANY_IMAGES = tf.TensorSpec((None, None, None, None), tf.uint8, name="images")
 DEFAULT_LATENT_DIMS = 50
 
 
-def make_analysis_transform(latent_dims: int = DEFAULT_LATENT_DIMS) -> keras.Sequential:
+NORMALIZATIONS = ("none", "spectral", "pixel")
+
+
+def _hidden(layer: keras.layers.Layer, normalization: str) -> list[keras.layers.Layer]:
+    """A hidden layer of a transform, with the configured normalization (codec/spectral.py):
+    "spectral" divides its kernel by σ_max (power iteration), "pixel" follows it by PixelNorm."""
+    if normalization == "spectral":
+        return [SpectralNormalization(layer, name=f"{layer.name}_sn")]
+    if normalization == "pixel":
+        return [layer, PixelNorm(name=f"{layer.name}_pixel_norm")]
+    return [layer]
+
+
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
+def make_analysis_transform(latent_dims: int = DEFAULT_LATENT_DIMS,
+                            normalization: str = "none") -> keras.Sequential:
     """Encoder: `[B, 28, 28, 1]` floats in [0, 1] → `[B, latent_dims]`."""
+    _check_normalization(normalization)
     return keras.Sequential([
-        keras.layers.Conv2D(20, 5, strides=2, padding="same", activation="leaky_relu",
-                            name="conv_1"),
-        keras.layers.Conv2D(50, 5, strides=2, padding="same", activation="leaky_relu",
-                            name="conv_2"),
+        *_hidden(keras.layers.Conv2D(20, 5, strides=2, padding="same", activation="leaky_relu",
+                                     name="conv_1"), normalization),
+        *_hidden(keras.layers.Conv2D(50, 5, strides=2, padding="same", activation="leaky_relu",
+                                     name="conv_2"), normalization),
         keras.layers.Flatten(),
-        keras.layers.Dense(500, activation="leaky_relu", name="fc_1"),
+        *_hidden(keras.layers.Dense(500, activation="leaky_relu", name="fc_1"), normalization),
         keras.layers.Dense(latent_dims, activation=None, name="fc_2"),
     ], name="analysis_transform")
 
 
-def make_synthesis_transform() -> keras.Sequential:
+def make_synthesis_transform(normalization: str = "none") -> keras.Sequential:
     """Decoder: `[B, latent_dims]` → `[B, 28, 28, 1]` floats (≈[0, 1], not clipped)."""
+    _check_normalization(normalization)
     return keras.Sequential([
-        keras.layers.Dense(500, activation="leaky_relu", name="fc_1"),
-        keras.layers.Dense(2450, activation="leaky_relu", name="fc_2"),
+        *_hidden(keras.layers.Dense(500, activation="leaky_relu", name="fc_1"), normalization),
+        *_hidden(keras.layers.Dense(2450, activation="leaky_relu", name="fc_2"), normalization),
         keras.layers.Reshape((7, 7, 50)),
-        keras.layers.Conv2DTranspose(20, 5, strides=2, padding="same",
-                                     activation="leaky_relu", name="conv_1"),
+        *_hidden(keras.layers.Conv2DTranspose(20, 5, strides=2, padding="same",
+                                              activation="leaky_relu", name="conv_1"),
+                 normalization),
         keras.layers.Conv2DTranspose(1, 5, strides=2, padding="same",
                                      activation="leaky_relu", name="conv_2"),
     ], name="synthesis_transform")
@@ -79,7 +102,7 @@ class MNISTCompressionTrainer(keras.Model):
     """
 
     def __init__(self, latent_dims: int = DEFAULT_LATENT_DIMS, lmbda: float = 2000.,
-                 decoder_input: str = "noisy", **kwargs):
+                 decoder_input: str = "noisy", normalization: str = "none", **kwargs):
         super().__init__(**kwargs)
         if decoder_input not in DECODER_INPUTS:
             raise ValueError(f"decoder_input must be one of {DECODER_INPUTS}, got "
@@ -87,8 +110,9 @@ class MNISTCompressionTrainer(keras.Model):
         self.latent_dims = int(latent_dims)
         self.lmbda = float(lmbda)
         self.decoder_input = decoder_input
-        self.analysis_transform = make_analysis_transform(self.latent_dims)
-        self.synthesis_transform = make_synthesis_transform()
+        self.normalization = normalization
+        self.analysis_transform = make_analysis_transform(self.latent_dims, normalization)
+        self.synthesis_transform = make_synthesis_transform(normalization)
         self.prior_log_scales = tf.Variable(tf.zeros((self.latent_dims,)), name="prior_log_scales")
         self.entropy_model = EntropyModel(lambda: self.prior, coding_rank=1)
         self._trackers = {name: keras.metrics.Mean(name=name)
@@ -136,7 +160,7 @@ class MNISTCompressionTrainer(keras.Model):
 
     def get_config(self):
         return dict(latent_dims=self.latent_dims, lmbda=self.lmbda,
-                    decoder_input=self.decoder_input)
+                    decoder_input=self.decoder_input, normalization=self.normalization)
 
 
 class MNISTCodec(tf.Module):

@@ -32,6 +32,7 @@ class MnistTrainConfig:
     decoder_input: str = "noisy"        # "noisy" (tutorial) or "quantized" (see MNISTCompressionTrainer)
     train_split: str = "train"          # TFDS split syntax, e.g. "train[:2000]" for tiny runs
     validation_split: str = "test"
+    normalization: str = "none"         # hidden layers: none, spectral (σ_max = 1), pixel (PixelNorm)
     tail_mass: float = 2 ** -8
     precision: int = 12                 # range coder precision (bits)
     coder: str = "portable"            # entropy coder: portable (stock TF ops) or tfc
@@ -65,7 +66,8 @@ def batch_for_training(config: MnistTrainConfig, train: tf.data.Dataset,
 
 
 def build_trainer(config: MnistTrainConfig) -> MNISTCompressionTrainer:
-    trainer = MNISTCompressionTrainer(config.latent_dims, config.lmbda, config.decoder_input)
+    trainer = MNISTCompressionTrainer(config.latent_dims, config.lmbda, config.decoder_input,
+                                      config.normalization)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
     trainer(tf.zeros((1, 28, 28, 1), tf.uint8))  # create variables
     return trainer

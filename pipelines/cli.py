@@ -1,5 +1,5 @@
 """`rdpipe` command line: train, compress, decompress, sample, digits, figure, demo, pipeline,
-serve, client, audit-ops.
+serve, client, audit-ops, eval, svd-report.
 
 Run `rdpipe COMMAND --help` for the options of each command.
 """
@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from pipelines.cli_common import CliError, read_images  # noqa: E402
+from pipelines.cli_images import add_image_parsers  # noqa: E402
 from pipelines.cli_serving import add_serving_parsers  # noqa: E402
 
 
@@ -32,6 +33,7 @@ def cmd_train(args) -> None:
         learning_rate=args.learning_rate, latent_dims=args.latent_dims,
         train_split=args.train_split, validation_split=args.validation_split,
         tail_mass=args.tail_mass, precision=args.precision, coder=args.coder,
+        normalization=args.normalization,
         seed=args.seed, verbose=0 if args.quiet else 1, data_dir=args.data_dir,
         mnist_dir=args.mnist_dir,
         **({"decoder_input": args.decoder_input} if args.decoder_input else {}))
@@ -261,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "a straight-through gradient (default: see codec.mnist_train)")
     p.add_argument("--tail-mass", type=float, default=2 ** -8)
     p.add_argument("--precision", type=int, default=12, help="range coder precision (bits)")
+    p.add_argument("--normalization", default="none", choices=["none", "spectral", "pixel"],
+                   help="hidden layers of both transforms: spectral normalization (power "
+                        "iteration) or PixelNorm")
     p.add_argument("--coder", default="portable", choices=["portable", "tfc"],
                    help="entropy coder: portable (stock TF ops, loads anywhere) or tfc "
                         "(tensorflow-compression-ops range coder)")
@@ -331,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pipeline_compile_kubeflow)
 
     add_serving_parsers(sub)
+    add_image_parsers(sub)
 
     p = sub.add_parser("demo", help="quick train + compress/decompress without the pipeline")
     p.add_argument("--lambda", dest="lmbda", type=float, default=2000.)

@@ -107,3 +107,28 @@ def test_bad_iteration_counts_are_refused():
         SpectralNormConstraint(iterations=0)
     with pytest.raises(ValueError, match="iterations"):
         SpectralNormalization(keras.layers.Dense(2), iterations=0)
+
+
+@pytest.mark.parametrize("normalization", ["spectral", "pixel"])
+def test_codec_transforms_take_the_normalization_and_export(normalization, tmp_path, tfds_dir):
+    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.saved_codec import SavedCodec
+    from codec.datasets import mnist_arrays
+    config = MnistTrainConfig(lmbda=500., epochs=1, train_split="train[:1000]",
+                              validation_split="test[:100]", verbose=0, data_dir=tfds_dir,
+                              normalization=normalization)
+    summary = train_mnist(config, tmp_path)
+    assert np.isfinite(summary["history"]["loss"]).all()
+    codec = SavedCodec(tmp_path)
+    digits, _ = mnist_arrays("test[:8]", data_dir=tfds_dir)
+    strings, _ = codec.compress(digits)
+    assert codec.decompress(strings).shape == digits.shape
+    from codec.mnist import make_synthesis_transform
+    layers = [type(layer).__name__ for layer in make_synthesis_transform(normalization).layers]
+    assert ("SpectralNormalization" if normalization == "spectral" else "PixelNorm") in layers
+
+
+def test_unknown_normalization_is_refused():
+    from codec.mnist import make_analysis_transform
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        make_analysis_transform(normalization="batch")

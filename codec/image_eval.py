@@ -1,0 +1,121 @@
+"""Rate–distortion evaluation of image codecs on uint8 RGB images (e.g. Kodak).
+
+Codecs: `svd` (codec/svd_codec.py, a real byte string), and the classical references through
+Pillow: `jpeg` (libjpeg, 4:2:0, by quality) and `jpeg2000` (OpenJPEG, by compression ratio).
+Rate is bits per pixel of the actual bytes (`8 · len / (H · W)`); distortion is PSNR in dB on
+the 0–255 scale (RGB mean squared error) and MS-SSIM (`tf.image.ssim_multiscale`, max_val 255).
+Each operating point is averaged over the images; `pareto_front` keeps the points no other point
+beats in both rate and quality.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import Callable, Iterable, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from codec import svd_codec
+
+# Operating points per codec: enough to draw a curve from ~0.1 to ~2 bpp on Kodak.
+DEFAULT_POINTS = {
+    "jpeg": [5, 10, 20, 30, 50, 70, 85, 95],                          # Pillow quality
+    "jpeg2000": [200, 100, 50, 30, 20, 12, 8],                        # compression ratio
+    "svd": [(r, s) for r in (4, 8, 16, 32, 64) for s in (.5, 1.)],   # (rank, step Δ)
+}
+
+
+class Point(NamedTuple):
+    codec: str
+    parameter: object
+    bpp: float
+    psnr: float
+    ms_ssim: float
+
+
+def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
+    """PSNR in dB of uint8 images (peak 255); ∞ for identical images."""
+    mse = float(np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def ms_ssim(original: np.ndarray, decoded: np.ndarray) -> float:
+    """MS-SSIM of uint8 `[H, W, C]` images (5 scales; needs H, W ≥ 161)."""
+    return float(tf.image.ssim_multiscale(tf.constant(original, tf.float32),
+                                          tf.constant(decoded, tf.float32), max_val=255.))
+
+
+def _pillow_round_trip(image: np.ndarray, **save_args) -> tuple[int, np.ndarray]:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, **save_args)
+    data = buffer.getvalue()
+    return len(data), np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def jpeg(image: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+    """(bytes, decoded) of baseline JPEG at Pillow `quality` (4:2:0 subsampling)."""
+    return _pillow_round_trip(image, format="JPEG", quality=int(quality), subsampling=2)
+
+
+def jpeg2000(image: np.ndarray, ratio: float) -> tuple[int, np.ndarray]:
+    """(bytes, decoded) of JPEG 2000 (OpenJPEG via Pillow) at compression ratio `ratio`."""
+    return _pillow_round_trip(image, format="JPEG2000", quality_mode="rates",
+                              quality_layers=[float(ratio)], irreversible=True)
+
+
+def svd(image: np.ndarray, parameter: tuple[int, float]) -> tuple[int, np.ndarray]:
+    """(bytes, decoded) of the SVD codec at (rank, step); decoded from the string itself."""
+    rank, step = parameter
+    rank = min(int(rank), min(image.shape[:2]))
+    encoded = svd_codec.encode(image, rank, float(step))
+    return len(encoded.string), svd_codec.decode(encoded.string)
+
+
+CODECS: dict[str, Callable[[np.ndarray, object], tuple[int, np.ndarray]]] = {
+    "jpeg": jpeg, "jpeg2000": jpeg2000, "svd": svd}
+
+
+def evaluate(codec: str, images: list[np.ndarray], points: Iterable | None = None,
+             progress: Callable[[str], None] | None = None) -> list[Point]:
+    """Mean bpp / PSNR / MS-SSIM over `images` for each operating point of `codec`."""
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose from {sorted(CODECS)}")
+    run = CODECS[codec]
+    out = []
+    for parameter in (DEFAULT_POINTS[codec] if points is None else points):
+        rates, psnrs, ssims = [], [], []
+        for image in images:
+            size, decoded = run(image, parameter)
+            rates.append(8 * size / (image.shape[0] * image.shape[1]))
+            psnrs.append(psnr(image, decoded))
+            ssims.append(ms_ssim(image, decoded))
+        point = Point(codec, parameter, float(np.mean(rates)), float(np.mean(psnrs)),
+                      float(np.mean(ssims)))
+        if progress:
+            progress(f"{codec} {parameter}: {point.bpp:.3f} bpp, {point.psnr:.2f} dB, "
+                     f"MS-SSIM {point.ms_ssim:.4f}")
+        out.append(point)
+    return out
+
+
+def pareto_front(points: list[Point]) -> list[Point]:
+    """Points not dominated in (lower bpp, higher PSNR), sorted by bpp."""
+    ordered = sorted(points, key=lambda p: (p.bpp, -p.psnr))
+    front, best = [], -math.inf
+    for point in ordered:
+        if point.psnr > best:
+            front.append(point)
+            best = point.psnr
+    return front
+
+
+def load_images(folder, limit: int | None = None) -> list[np.ndarray]:
+    """uint8 RGB arrays of the PNG/JPEG files in `folder` (sorted by name)."""
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+    paths = sorted(p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not paths:
+        raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths[:limit]]

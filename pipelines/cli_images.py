@@ -1,0 +1,149 @@
+"""`rdpipe eval` (rate–distortion of image codecs on a folder, e.g. Kodak) and
+`rdpipe svd-report IMAGE` (singular-value plots and low-rank approximations of one image)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.cli_common import CliError
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def _pyplot():
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    return plt
+
+
+# ---------------------------------------------------------------------------------- eval
+def cmd_eval(args) -> None:
+    from codec import image_eval  # pylint: disable=import-outside-toplevel
+    images = image_eval.load_images(args.images, args.limit)
+    print(f"{len(images)} images from {args.images}", file=sys.stderr)
+    results = {}
+    for codec in args.codec:
+        points = image_eval.evaluate(codec, images,
+                                     progress=lambda line: print(line, file=sys.stderr))
+        results[codec] = {"points": [p._asdict() for p in points],
+                          "front": [p._asdict() for p in image_eval.pareto_front(points)]}
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"images": str(args.images), "count": len(images),
+                                  "units": {"bpp": "bits per pixel (actual bytes)",
+                                            "psnr": "dB, RGB, peak 255",
+                                            "ms_ssim": "tf.image.ssim_multiscale"},
+                                  "codecs": results}, indent=2) + "\n")
+    plot_rd(results, output.with_suffix(".png"))
+    print(f"wrote {output} and {output.with_suffix('.png')}")
+
+
+def plot_rd(results: dict, path: Path) -> None:
+    """bpp vs PSNR and bpp vs MS-SSIM (dB: −10·log10(1 − MS-SSIM)), one curve per codec."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for codec, result in results.items():
+        front = result["front"]
+        bpp = [p["bpp"] for p in front]
+        axes[0].plot(bpp, [p["psnr"] for p in front], "o-", label=codec)
+        axes[1].plot(bpp, [-10 * np.log10(max(1 - p["ms_ssim"], 1e-10)) for p in front], "o-",
+                     label=codec)
+    axes[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title="PSNR")
+    axes[1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="MS-SSIM")
+    for ax in axes:
+        ax.grid(alpha=.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ---------------------------------------------------------------------------- svd-report
+def cmd_svd_report(args) -> None:
+    """Plots + JSON for one image: spectrum, cumulative energy, compression factor vs rank,
+    and original / approximation / error images for the chosen ranks."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
+    from codec import svd  # pylint: disable=import-outside-toplevel
+    try:
+        image = np.asarray(Image.open(args.image).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise CliError(f"{args.image}: not a readable image ({error})") from None
+    height, width, _ = image.shape
+    max_rank = min(height, width)
+    ranks = sorted(set(args.ranks))
+    if any(r < 1 or r > max_rank for r in ranks):
+        raise CliError(f"--ranks must be in [1, {max_rank}] for a {height}×{width} image")
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    x = tf.transpose(tf.constant(image[None], tf.float32), [0, 3, 1, 2])
+    spectrum = tf.linalg.svd(x, compute_uv=False).numpy()[0]          # [C, k]
+    energy = np.cumsum(spectrum, axis=1) / spectrum.sum(axis=1, keepdims=True)
+    ks = np.arange(1, max_rank + 1)
+    compression = ks * (height + width + 1) / (height * width)
+    approximations = {r: svd.approximate_rank(image[None], r) for r in ranks}
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for c, name in enumerate("RGB"):
+        axes[0].bar(ks[:min(100, max_rank)] + .25 * (c - 1), spectrum[c, :100], .25,
+                    label=name, color="rgb"[c])
+        axes[1].plot(ks, energy[c], color="rgb"[c], label=name)
+    axes[1].plot(ks, energy.mean(0), "k--", label="mean (energy factor)")
+    axes[0].set(xlabel="index i", ylabel="σᵢ", yscale="log", title="singular values (top 100)")
+    axes[1].set(xlabel="rank r", ylabel="Σ_{i≤r} σᵢ / Σ σᵢ", title="cumulative energy")
+    axes[2].plot(ks, compression)
+    axes[2].axhline(1, color="gray", ls="--")
+    axes[2].set(xlabel="rank r", ylabel="r·(m+n+1) / (m·n)", title="stored size / pixels")
+    for ax in axes[:2]:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "spectrum.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(len(ranks), 3, figsize=(12, 3.4 * len(ranks)), squeeze=False)
+    rows = []
+    for row, r in zip(axes, ranks):
+        recon = approximations[r].reconstruction.numpy()[0]
+        error = np.abs(image.astype(np.int16) - recon).astype(np.uint8)
+        for ax, picture, title in zip(row, (image, recon, error),
+                                      ("original", f"rank {r}", f"|error| (rank {r})")):
+            ax.imshow(picture)
+            ax.set_title(title)
+            ax.axis("off")
+        mse = float(np.mean((image.astype(np.float64) - recon) ** 2))
+        rows.append({"rank": r, "compression_factor": float(compression[r - 1]),
+                     "energy_factor": float(energy.mean(0)[r - 1]),
+                     "stored_numbers": int(approximations[r].stored_size.numpy()[0]),
+                     "frobenius_error_squared_per_channel": [
+                         float((spectrum[c, r:] ** 2).sum()) for c in range(3)],
+                     "psnr_db": 10 * np.log10(255 ** 2 / mse) if mse else None})
+    fig.tight_layout()
+    fig.savefig(out / "approximations.png", dpi=90)
+    plt.close(fig)
+    (out / "svd_report.json").write_text(json.dumps({
+        "image": str(args.image), "height": height, "width": width,
+        "singular_values": spectrum.tolist(), "ranks": rows}, indent=2) + "\n")
+    print(f"wrote {out / 'spectrum.png'}, {out / 'approximations.png'}, "
+          f"{out / 'svd_report.json'}")
+
+
+def add_image_parsers(sub) -> None:
+    p = sub.add_parser("eval", help="rate–distortion of image codecs (svd, jpeg, jpeg2000) on "
+                                    "a folder of images (default: Kodak)")
+    p.add_argument("--codec", nargs="+", default=["svd", "jpeg", "jpeg2000"],
+                   choices=["svd", "jpeg", "jpeg2000"])
+    p.add_argument("--images", default=str(KODAK))
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.add_argument("--output", default="eval/rd.json")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("svd-report", help="singular-value plots + low-rank approximations")
+    p.add_argument("image")
+    p.add_argument("--ranks", type=int, nargs="+", default=[5, 20, 50])
+    p.add_argument("--output-dir", default="svd-report")
+    p.set_defaults(func=cmd_svd_report)
