@@ -1,0 +1,178 @@
+"""The image codec of Ballé, Laparra & Simoncelli, "End-to-end optimized image compression"
+(ICLR 2017), following TFC's `models/bls2017.py`.
+
+- Analysis: conv 9×9 /4 → GDN → conv 5×5 /2 → GDN → conv 5×5 /2 (N filters, default 128).
+- Synthesis: mirrored transposed convolutions with IGDN, back to 3 (RGB) or 1 (grey) channels.
+- Prior: per-channel deep factorized density + uniform noise (codec/deep_factorized.py).
+- Loss (training): `bpp + λ · MSE`, MSE on 0–255 pixels, bpp the rate of the noisy latents.
+
+`ImageCodec` is the exported module. Images of any size: `compress` replicates the last row and
+column up to a multiple of 16, codes the latents (`[H/16, W/16, N]`) and puts the true size in
+the string (`codec.framing`, schemas/bitstream.md); `decompress` crops back. Strings in one call
+must share a size (a batch of equally sized images, or one image per call).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from codec import svd
+from codec.coders import DEFAULT_CODER
+from codec.deep_factorized import DeepFactorizedParameters
+from codec.entropy_models import EntropyModel
+from codec.framing import add_image_shape, split_image_shape
+from codec.gdn import GDN
+
+DOWNSAMPLING = 16
+DEFAULT_FILTERS = 128
+
+
+def make_analysis_transform(filters: int = DEFAULT_FILTERS) -> keras.Sequential:
+    """`[B, H, W, C]` floats in [0, 1] → latents `[B, ⌈H/16⌉, ⌈W/16⌉, filters]`."""
+    return keras.Sequential([
+        keras.layers.Conv2D(filters, 9, strides=4, padding="same", name="conv_0"),
+        GDN(name="gdn_0"),
+        keras.layers.Conv2D(filters, 5, strides=2, padding="same", name="conv_1"),
+        GDN(name="gdn_1"),
+        keras.layers.Conv2D(filters, 5, strides=2, padding="same", name="conv_2"),
+    ], name="analysis_transform")
+
+
+def make_synthesis_transform(filters: int = DEFAULT_FILTERS,
+                             channels: int = 3) -> keras.Sequential:
+    """Latents → `[B, 16·h, 16·w, channels]` floats (≈ [0, 1], not clipped)."""
+    return keras.Sequential([
+        keras.layers.Conv2DTranspose(filters, 5, strides=2, padding="same", name="conv_0"),
+        GDN(inverse=True, name="igdn_0"),
+        keras.layers.Conv2DTranspose(filters, 5, strides=2, padding="same", name="conv_1"),
+        GDN(inverse=True, name="igdn_1"),
+        keras.layers.Conv2DTranspose(channels, 9, strides=4, padding="same", name="conv_2"),
+    ], name="synthesis_transform")
+
+
+class BLS2017Trainer(keras.Model):
+    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script)."""
+
+    def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if lmbda <= 0 or filters < 1 or channels not in (1, 3):
+            raise ValueError("need lmbda > 0, filters ≥ 1 and channels 1 (grey) or 3 (RGB)")
+        self.lmbda, self.filters, self.channels = float(lmbda), int(filters), int(channels)
+        self.analysis_transform = make_analysis_transform(filters)
+        self.synthesis_transform = make_synthesis_transform(filters, channels)
+        self.prior_parameters = DeepFactorizedParameters(filters, name="prior")
+        self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in ("loss", "bpp", "mse", "psnr")}
+
+    def call(self, images, training=False):
+        x = tf.cast(images, tf.float32)
+        y = self.analysis_transform(x / 255.)
+        y_tilde, bits = self.entropy_model(y, training=training)
+        x_tilde = self.synthesis_transform(y_tilde) * 255.
+        pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+        bpp = tf.reduce_mean(bits) / pixels
+        mse = tf.reduce_mean(tf.square(x - x_tilde))
+        return {"loss": bpp + self.lmbda * mse, "bpp": bpp, "mse": mse,
+                "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def _update(self, out):
+        for name, tracker in self._trackers.items():
+            tracker.update_state(out[name])
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def train_step(self, images):
+        with tf.GradientTape() as tape:
+            out = self(images, training=True)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(out["loss"], variables), variables))
+        return self._update(out)
+
+    def test_step(self, images):
+        return self._update(self(images, training=False))
+
+
+def _replicate_pad(x: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Pads `[B, H, W, C]` at the bottom/right to multiples of `multiple` by repeating the last
+    row/column (works for any size, even 1×1, unlike reflection)."""
+    shape = tf.shape(x)
+    padded = [((shape[i] + multiple - 1) // multiple) * multiple for i in (1, 2)]
+    x = tf.gather(x, tf.minimum(tf.range(padded[0]), shape[1] - 1), axis=1)
+    return tf.gather(x, tf.minimum(tf.range(padded[1]), shape[2] - 1), axis=2)
+
+
+class ImageCodec(tf.Module):
+    """Exported module: compress / decompress (any image size) + the SVD signatures.
+
+      compress(images uint8 [B, H, W, C]) → strings [B], bits_per_pixel float32 [B]
+          (information content of the quantized latents under the prior)
+      decompress(strings [B], all of one image size) → images uint8 [B, H, W, C]; fails on
+          strings that fail the shape or end-of-stream checks
+      decompress_unchecked(strings) → images, sanity_ok
+    """
+
+    def __init__(self, trainer: BLS2017Trainer, *, tail_mass: float = 2 ** -8,
+                 precision: int = 12, coder: str = DEFAULT_CODER):
+        super().__init__(name="bls2017_codec")
+        self.analysis_transform = trainer.analysis_transform
+        self.synthesis_transform = trainer.synthesis_transform
+        self.prior_parameters = trainer.prior_parameters
+        self.channels = trainer.channels
+        self.entropy_model = EntropyModel(
+            self.prior_parameters.prior, coding_rank=3, compression=True, tail_mass=tail_mass,
+            precision=precision, coder=coder)
+        channels = self.channels
+        images_spec = tf.TensorSpec((None, None, None, channels), tf.uint8, name="images")
+        self.compress = tf.function(self._compress, input_signature=[images_spec])
+        strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
+        self.decompress = tf.function(self._decompress, input_signature=[strings_spec])
+        self.decompress_unchecked = tf.function(self._decompress_unchecked,
+                                                input_signature=[strings_spec])
+        any_images = tf.TensorSpec((None, None, None, None), tf.uint8, name="images")
+        self.svd_approximate = tf.function(
+            lambda images, rank: svd.approximate_rank(images, rank)._asdict(),
+            input_signature=[any_images, tf.TensorSpec((), tf.int32, name="rank")])
+
+    def _compress(self, images):
+        x = tf.cast(images, tf.float32) / 255.
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        y = self.analysis_transform(_replicate_pad(x, DOWNSAMPLING))
+        _, bits = self.entropy_model(y, training=False)
+        strings = add_image_shape(self.entropy_model.compress(y), height, width)
+        pixels = tf.cast(height * width, tf.float32)
+        return {"strings": strings, "bits_per_pixel": bits / pixels}
+
+    def _decode(self, strings):
+        payload, height, width, shape_ok = split_image_shape(strings)
+        # One image size per call: the latent grid is shared by the batch.
+        h, w = tf.concat([height, [1]], 0)[0], tf.concat([width, [1]], 0)[0]  # 1 if empty
+        same = tf.reduce_all((height == h) & (width == w))
+        grid = [(h + DOWNSAMPLING - 1) // DOWNSAMPLING, (w + DOWNSAMPLING - 1) // DOWNSAMPLING]
+        y_hat, ok = self.entropy_model.decompress(payload, grid)
+        x_hat = self.synthesis_transform(y_hat)[:, :h, :w, :]
+        images = tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
+        return images, ok & shape_ok, same
+
+    def _decompress(self, strings):
+        images, ok, same = self._decode(strings)
+        checks = [tf.debugging.Assert(same, ["rdpipe: strings in one decompress call must "
+                                             "share an image size"]),
+                  tf.debugging.Assert(tf.reduce_all(ok), [
+                      "rdpipe: strings failed the image-shape or end-of-stream check (corrupt, "
+                      "truncated, or written by another model); sanity_ok per string:", ok])]
+        with tf.control_dependencies(checks):
+            return {"images": tf.identity(images)}
+
+    def _decompress_unchecked(self, strings):
+        images, ok, same = self._decode(strings)
+        return {"images": images, "sanity_ok": ok & same}
+
+    def signatures(self) -> dict:
+        return {"compress": self.compress, "decompress": self.decompress,
+                "decompress_unchecked": self.decompress_unchecked,
+                "svd_approximate": self.svd_approximate, "serving_default": self.compress}

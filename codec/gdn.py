@@ -1,0 +1,79 @@
+"""Generalized divisive normalization (Ballé, Laparra & Simoncelli 2016) and its inverse.
+
+    GDN:  y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²)        IGDN: y_i = x_i · sqrt(β_i + Σ_j γ_ij x_j²)
+
+over the channel axis (last), at every spatial position. β > 0 and γ ≥ 0 are trained through the
+non-negative reparameterization of the paper's appendix (TFC's `NonNegativeParameterization`):
+a stored variable v gives `value = max(v, bound)² − pedestal`, where `pedestal = 2⁻³⁶` and
+`bound = sqrt(minimum + pedestal)`, which keeps gradients alive near the constraint. Written here
+because tensorflow-compression's Python package (which has `tfc.GDN`) cannot be installed on
+this stack. Initial values as in TFC: β = 1, γ = 0.1 · I.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+PEDESTAL = 2.0 ** -36
+
+
+def _store(value: np.ndarray) -> np.ndarray:
+    """Stored variable for a desired non-negative value: sqrt(value + pedestal)."""
+    return np.sqrt(np.maximum(value + PEDESTAL, PEDESTAL))
+
+
+def _bounded_identity(x: tf.Tensor, bound: float) -> tf.Tensor:
+    """max(x, bound) whose gradient still flows when it would push x back above the bound
+    (TFC's `lower_bound` with the "identity_if_towards" gradient)."""
+    @tf.custom_gradient
+    def op(x):
+        def grad(dy):
+            return dy * tf.cast((x >= bound) | (dy < 0), dy.dtype)
+        return tf.maximum(x, bound), grad
+    return op(x)
+
+
+def non_negative(variable: tf.Tensor, minimum: float) -> tf.Tensor:
+    """`max(v, sqrt(minimum + pedestal))² − pedestal`: the reparameterized value (≥ minimum)."""
+    bound = float(np.sqrt(minimum + PEDESTAL))
+    return tf.square(_bounded_identity(variable, bound)) - PEDESTAL
+
+
+class GDN(keras.layers.Layer):
+    """GDN (`inverse=False`) or IGDN (`inverse=True`) over the last axis of `[..., C]`."""
+
+    def __init__(self, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = .1,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.inverse = bool(inverse)
+        self.beta_min = float(beta_min)
+        self.gamma_init = float(gamma_init)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self._beta = self.add_weight(
+            name="reparam_beta", shape=(channels,),
+            initializer=keras.initializers.Constant(_store(np.ones(channels))))
+        self._gamma = self.add_weight(
+            name="reparam_gamma", shape=(channels, channels),
+            initializer=keras.initializers.Constant(
+                _store(self.gamma_init * np.eye(channels))))
+        super().build(input_shape)
+
+    @property
+    def beta(self) -> tf.Tensor:
+        return non_negative(self._beta, self.beta_min)
+
+    @property
+    def gamma(self) -> tf.Tensor:
+        """`[C_out, C_in]`: γ_ij weighs input channel j in the norm of output channel i."""
+        return non_negative(self._gamma, 0.)
+
+    def call(self, x):
+        norm = self.beta + tf.linalg.matvec(self.gamma, tf.square(x))
+        return x * tf.sqrt(norm) if self.inverse else x * tf.math.rsqrt(norm)
+
+    def get_config(self):
+        return {**super().get_config(), "inverse": self.inverse, "beta_min": self.beta_min,
+                "gamma_init": self.gamma_init}

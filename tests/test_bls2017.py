@@ -1,0 +1,106 @@
+"""Ballé 2017 building blocks: GDN/IGDN numerics, the deep factorized prior, and the image codec
+round trip on odd image sizes (untrained tiny model: the mechanics, not the quality)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from codec.bls2017 import BLS2017Trainer, ImageCodec
+from codec.deep_factorized import DeepFactorizedParameters
+from codec.gdn import GDN, _store
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_matches_the_formula(inverse):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 4, 6)).astype(np.float32)
+    layer = GDN(inverse=inverse)
+    layer.build(x.shape)
+    beta = rng.uniform(.5, 2., 6)
+    gamma = rng.uniform(0, .3, (6, 6))
+    layer._beta.assign(_store(beta))
+    layer._gamma.assign(_store(gamma))
+    norm = beta + np.einsum("ij,...j->...i", gamma, x.astype(np.float64) ** 2)
+    expected = x * np.sqrt(norm) if inverse else x / np.sqrt(norm)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gdn_parameters_stay_non_negative_and_get_gradients():
+    layer = GDN()
+    layer.build((None, 3))
+    layer._gamma.assign(tf.fill((3, 3), -5.))      # stored value far below the bound
+    assert float(tf.reduce_min(layer.gamma)) >= 0
+    assert float(tf.reduce_min(layer.beta)) >= 1e-6 - 1e-12
+    x = tf.ones((2, 3))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x))        # descent wants γ larger: back into the domain
+    grad = tape.gradient(loss, layer._gamma)
+    assert float(tf.reduce_max(tf.abs(grad))) > 0
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_sum(layer(x))       # descent wants γ < 0: blocked at the bound
+    assert float(tf.reduce_max(tf.abs(tape.gradient(loss, layer._gamma)))) == 0
+
+
+def test_deep_factorized_prior_is_a_normalized_bin_mass_with_located_tails():
+    params = DeepFactorizedParameters(4)
+    prior = params.prior()
+    grid = tf.constant(np.arange(-300, 301, dtype=np.float32)[:, None] * np.ones((1, 4)),
+                       tf.float32)
+    mass = tf.reduce_sum(prior.prob(grid), axis=0).numpy()
+    np.testing.assert_allclose(mass, 1., atol=1e-3)
+    low, high = prior.lower_tail(2 ** -8), prior.upper_tail(2 ** -8)
+    cdf_low = tf.sigmoid(prior.logits_cumulative(low[None]))[0].numpy()
+    np.testing.assert_allclose(cdf_low, 2 ** -9, rtol=1e-3)
+    assert (high.numpy() > low.numpy()).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_codec():
+    trainer = BLS2017Trainer(lmbda=.01, filters=8)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    patches = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    history = trainer.fit(tf.data.Dataset.from_tensor_slices(patches).batch(2), epochs=1,
+                          verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    return ImageCodec(trainer)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 33), (48, 64), (5, 200)])
+def test_any_image_size_round_trips_through_strings(tiny_codec, shape):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2,) + shape + (3,)).astype(np.uint8)
+    out = tiny_codec.compress(images)
+    strings = out["strings"]
+    assert strings.shape == (2,) and out["bits_per_pixel"].shape == (2,)
+    decoded = tiny_codec.decompress(strings)["images"]
+    assert decoded.shape == images.shape and decoded.dtype == tf.uint8
+    again = tiny_codec.decompress(tiny_codec.compress(decoded.numpy())["strings"])["images"]
+    assert again.shape == images.shape
+
+
+def test_corrupt_or_mixed_size_strings_are_refused(tiny_codec):
+    images = np.zeros((1, 20, 20, 3), np.uint8)
+    good = tiny_codec.compress(images)["strings"].numpy()[0]
+    other = tiny_codec.compress(np.zeros((1, 40, 20, 3), np.uint8))["strings"].numpy()[0]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="share an image size"):
+        tiny_codec.decompress(tf.constant([good, other]))
+    rng = np.random.default_rng(2)
+    garbage = [b"", good[:1], good[:3]] + [rng.bytes(int(n)) for n in rng.integers(1, 30, 50)]
+    for string in garbage:
+        out = tiny_codec.decompress_unchecked(tf.constant([string]))
+        if not bool(out["sanity_ok"].numpy()[0]):
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                tiny_codec.decompress(tf.constant([string]))
+
+
+def test_export_reload_round_trip(tiny_codec, tmp_path):
+    tf.saved_model.save(tiny_codec, str(tmp_path), signatures=tiny_codec.signatures())
+    loaded = tf.saved_model.load(str(tmp_path))
+    images = np.random.default_rng(3).integers(0, 256, (1, 23, 31, 3)).astype(np.uint8)
+    strings = loaded.signatures["compress"](images=tf.constant(images))["strings"]
+    np.testing.assert_array_equal(strings.numpy(), tiny_codec.compress(images)["strings"].numpy())
+    decoded = loaded.signatures["decompress"](strings=strings)["images"]
+    np.testing.assert_array_equal(decoded.numpy(),
+                                  tiny_codec.decompress(strings)["images"].numpy())
