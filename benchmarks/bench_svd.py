@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     if args.rd_images != 0:
         from pipelines.cli_images import cmd_eval  # pylint: disable=import-outside-toplevel
         cmd_eval(argparse.Namespace(images=str(KODAK), limit=args.rd_images,
-                                    codec=["svd", "jpeg", "jpeg2000"],
+                                    codec=["svd", "jpeg", "jpeg2000", "webp", "avif"],
                                     output=str(out.with_name("svd_rd.json"))))
     return 0
 

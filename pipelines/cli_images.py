@@ -133,10 +133,10 @@ def cmd_svd_report(args) -> None:
 
 
 def add_image_parsers(sub) -> None:
-    p = sub.add_parser("eval", help="rate–distortion of image codecs (svd, jpeg, jpeg2000) on "
-                                    "a folder of images (default: Kodak)")
+    p = sub.add_parser("eval", help="rate–distortion of image codecs (svd, jpeg, jpeg2000, webp, "
+                                    "avif) on a folder of images (default: Kodak)")
     p.add_argument("--codec", nargs="+", default=["svd", "jpeg", "jpeg2000"],
-                   choices=["svd", "jpeg", "jpeg2000"])
+                   choices=["svd", "jpeg", "jpeg2000", "webp", "avif"])
     p.add_argument("--images", default=str(KODAK))
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--output", default="eval/rd.json")

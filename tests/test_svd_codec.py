@@ -96,3 +96,20 @@ def test_svd_report_writes_plots_and_numbers(tmp_path, capsys):
     assert "--ranks must be in [1, 512]" in capsys.readouterr().err
     (tmp_path / "bad.png").write_text("nope")
     assert main(["svd-report", str(tmp_path / "bad.png")]) == 2
+
+
+def test_bd_rate_of_a_curve_at_half_the_rate_is_minus_50_percent():
+    reference = [(r, 20 + 8 * np.log2(r)) for r in (.25, .5, 1., 2., 4.)]
+    half = [(r / 2, q) for r, q in reference]
+    assert image_eval.bd_rate(reference, half) == pytest.approx(-50., abs=1e-6)
+    assert image_eval.bd_rate(half, reference) == pytest.approx(100., abs=1e-6)
+    assert image_eval.bd_rate(reference, reference) == pytest.approx(0., abs=1e-9)
+    with pytest.raises(ValueError, match="at least 4"):
+        image_eval.bd_rate(reference[:3], half)
+
+
+@pytest.mark.parametrize("codec", ["webp", "avif"])
+def test_modern_classical_baselines_round_trip(crop, codec):
+    size, decoded = image_eval.CODECS[codec](crop, 50)
+    assert 0 < size < crop.size and decoded.shape == crop.shape
+    assert image_eval.psnr(crop, decoded) > 25

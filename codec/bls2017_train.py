@@ -1,0 +1,147 @@
+"""Training the Ballé 2017 codec on a folder of images (random crops), one model per λ.
+
+Output directory layout (as the MNIST trainer's):
+  saved_model/      SavedModel: compress / decompress / decompress_unchecked / svd_approximate
+  checkpoints/      tf.train.Checkpoint of trainer + optimizer (training resumes from here)
+  logs/             TensorBoard
+  summary.json      config, steps/s, final train/validation metrics
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from PIL import Image
+
+from codec.bls2017 import BLS2017Trainer, ImageCodec
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass
+class ImageTrainConfig:
+    """Defaults sized for ~1 hour per λ on 2 CPU cores (see README / bench-kodak)."""
+
+    lmbda: float = .01
+    filters: int = 128
+    patch_size: int = 256
+    batch_size: int = 8
+    steps_per_epoch: int = 250
+    epochs: int = 20
+    learning_rate: float = 1e-4
+    channels: int = 3
+    tail_mass: float = 2 ** -8
+    precision: int = 12
+    coder: str = "portable"
+    seed: int | None = 0
+    verbose: int = 2
+    train_dir: str = ""                  # folder of training images (required)
+
+    def __post_init__(self):
+        if self.lmbda <= 0 or self.filters < 1 or self.patch_size < 16 or self.batch_size < 1:
+            raise ValueError("need lmbda > 0, filters ≥ 1, patch_size ≥ 16, batch_size ≥ 1")
+        if self.channels not in (1, 3):
+            raise ValueError("channels must be 1 (grey) or 3 (RGB)")
+
+
+def load_image_folder(folder: str | Path, channels: int = 3) -> list[np.ndarray]:
+    """uint8 `[H, W, channels]` arrays of every readable image in `folder` (sorted by name).
+    Unreadable files are skipped with a warning; an empty result is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no image folder at {folder}")
+    images, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+        except OSError:
+            skipped.append(path.name)
+            continue
+        images.append(array if channels == 3 else array[..., None])
+    if skipped:
+        print(f"warning: skipped unreadable images: {', '.join(skipped)}")
+    if not images:
+        raise FileNotFoundError(f"no readable images in {folder}")
+    return images
+
+
+def random_crops(images: list[np.ndarray], patch_size: int, seed: int | None) -> tf.data.Dataset:
+    """Endless uint8 patches `[patch, patch, C]`: a random image, then a random crop (images
+    smaller than the patch are edge-padded)."""
+    rng = np.random.default_rng(seed)
+
+    def generate():
+        while True:
+            image = images[int(rng.integers(len(images)))]
+            pad = [(0, max(0, patch_size - image.shape[0])), (0, max(0, patch_size - image.shape[1])),
+                   (0, 0)]
+            if any(p[1] for p in pad[:2]):
+                image = np.pad(image, pad, mode="edge")
+            top = int(rng.integers(image.shape[0] - patch_size + 1))
+            left = int(rng.integers(image.shape[1] - patch_size + 1))
+            yield image[top:top + patch_size, left:left + patch_size]
+
+    channels = images[0].shape[-1]
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=tf.TensorSpec((patch_size, patch_size, channels), tf.uint8))
+
+
+def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
+                       config: ImageTrainConfig) -> ImageCodec:
+    codec = ImageCodec(trainer, tail_mass=config.tail_mass, precision=config.precision,
+                       coder=config.coder)
+    tf.saved_model.save(codec, str(path), signatures=codec.signatures())
+    return codec
+
+
+def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
+    trainer = BLS2017Trainer(config.lmbda, config.filters, config.channels)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    trainer(tf.zeros((1, 16, 16, config.channels), tf.uint8))   # create variables
+    return trainer
+
+
+def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
+                      validation_images: list[np.ndarray] | None = None) -> dict:
+    """Trains (resuming from `output_dir/checkpoints`), exports, writes summary.json."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    images = load_image_folder(config.train_dir, config.channels)
+    train = random_crops(images, config.patch_size, config.seed).batch(config.batch_size)
+    train = train.prefetch(2)
+    trainer = build_image_trainer(config)
+    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
+    initial_epoch = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
+        print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch})")
+
+    class _Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            manager.save(checkpoint_number=epoch + 1)
+
+    start = time.perf_counter()
+    history = trainer.fit(train, epochs=config.epochs, initial_epoch=initial_epoch,
+                          steps_per_epoch=config.steps_per_epoch, verbose=config.verbose,
+                          callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")),
+                                     _Checkpointer()])
+    seconds = time.perf_counter() - start
+    steps = (config.epochs - initial_epoch) * config.steps_per_epoch
+    export_image_codec(trainer, output_dir / "saved_model", config)
+    summary = {"config": dataclasses.asdict(config), "train_seconds": seconds,
+               "steps_per_second": steps / seconds if steps else None,
+               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
