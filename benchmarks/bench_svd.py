@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     print(f"wrote {out} and {out.with_suffix('.png')}")
     if args.rd_images != 0:
         from pipelines.cli_images import cmd_eval  # pylint: disable=import-outside-toplevel
-        cmd_eval(argparse.Namespace(images=str(KODAK), limit=args.rd_images,
+        cmd_eval(argparse.Namespace(images=str(KODAK), limit=args.rd_images, models=[],
                                     codec=["svd", "jpeg", "jpeg2000", "webp", "avif"],
                                     output=str(out.with_name("svd_rd.json"))))
     return 0

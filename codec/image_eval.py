@@ -115,7 +115,49 @@ def evaluate(codec: str, images: list[np.ndarray], points: Iterable | None = Non
     return out
 
 
-def pareto_front(points: list[Point]) -> list[Point]:
+class LearnedPoint(NamedTuple):
+    codec: str
+    parameter: object            # the SavedModel directory
+    bpp: float
+    psnr: float
+    ms_ssim: float
+    encode_seconds: float        # mean per image, compress signature (after a warm-up call)
+    decode_seconds: float        # mean per image, decompress signature
+
+
+def evaluate_model(model_dir: str, images: list[np.ndarray],
+                   progress: Callable[[str], None] | None = None) -> LearnedPoint:
+    """An exported image codec (compress / decompress signatures, e.g. codec/bls2017.py) on
+    `images`, one image per call: actual bytes, PSNR, MS-SSIM and timings."""
+    import time  # pylint: disable=import-outside-toplevel
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+    path = Path(model_dir)
+    path = path / "saved_model" if (path / "saved_model").is_dir() else path
+    module = tf.saved_model.load(str(path))
+    compress, decompress = module.signatures["compress"], module.signatures["decompress"]
+    decompress(strings=compress(images=tf.constant(images[0][None]))["strings"])   # warm up
+    rates, psnrs, ssims, encode_s, decode_s = [], [], [], [], []
+    for image in images:
+        start = time.perf_counter()
+        strings = compress(images=tf.constant(image[None]))["strings"]
+        middle = time.perf_counter()
+        decoded = decompress(strings=strings)["images"].numpy()[0]
+        end = time.perf_counter()
+        encode_s.append(middle - start)
+        decode_s.append(end - middle)
+        rates.append(8 * len(strings.numpy()[0]) / (image.shape[0] * image.shape[1]))
+        psnrs.append(psnr(image, decoded))
+        ssims.append(ms_ssim(image, decoded))
+    point = LearnedPoint("learned", str(model_dir), float(np.mean(rates)), float(np.mean(psnrs)),
+                         float(np.mean(ssims)), float(np.mean(encode_s)), float(np.mean(decode_s)))
+    if progress:
+        progress(f"{model_dir}: {point.bpp:.3f} bpp, {point.psnr:.2f} dB, MS-SSIM "
+                 f"{point.ms_ssim:.4f}, encode {point.encode_seconds:.2f} s, decode "
+                 f"{point.decode_seconds:.2f} s")
+    return point
+
+
+def pareto_front(points: list) -> list:
     """Points not dominated in (lower bpp, higher PSNR), sorted by bpp."""
     ordered = sorted(points, key=lambda p: (p.bpp, -p.psnr))
     front, best = [], -math.inf

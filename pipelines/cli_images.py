@@ -20,12 +20,34 @@ def _pyplot():
     return plt
 
 
+# --------------------------------------------------------------------------- train-images
+def cmd_train_images(args) -> None:
+    from codec.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
+    config = ImageTrainConfig(
+        lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
+        batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
+        learning_rate=args.learning_rate, channels=1 if args.grey else 3, coder=args.coder,
+        train_dir=args.train_dir, verbose=0 if args.quiet else 2)
+    output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
+    summary = train_image_codec(config, output)
+    history = summary["history"]
+    print(f"trained λ={args.lmbda:g}: {summary['steps_per_second']:.3f} steps/s, final bpp "
+          f"{history['bpp'][-1]:.3f}, PSNR {history['psnr'][-1]:.2f} dB (noisy training "
+          f"latents) → {output / 'saved_model'}")
+
+
 # ---------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> None:
     from codec import image_eval  # pylint: disable=import-outside-toplevel
     images = image_eval.load_images(args.images, args.limit)
     print(f"{len(images)} images from {args.images}", file=sys.stderr)
     results = {}
+    if args.models:
+        points = [image_eval.evaluate_model(m, images,
+                                            progress=lambda line: print(line, file=sys.stderr))
+                  for m in args.models]
+        results["rdpipe"] = {"points": [p._asdict() for p in points],
+                             "front": [p._asdict() for p in image_eval.pareto_front(points)]}
     for codec in args.codec:
         points = image_eval.evaluate(codec, images,
                                      progress=lambda line: print(line, file=sys.stderr))
@@ -137,10 +159,28 @@ def add_image_parsers(sub) -> None:
                                     "avif) on a folder of images (default: Kodak)")
     p.add_argument("--codec", nargs="+", default=["svd", "jpeg", "jpeg2000"],
                    choices=["svd", "jpeg", "jpeg2000", "webp", "avif"])
+    p.add_argument("--models", nargs="*", default=[],
+                   help="exported image-codec SavedModels (e.g. one per λ) to evaluate")
     p.add_argument("--images", default=str(KODAK))
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--output", default="eval/rd.json")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-images", help="train the Ballé 2017 image codec on a folder "
+                                            "(random crops), one λ")
+    p.add_argument("--train-dir", default=str(KODAK.parent / "photos-train"))
+    p.add_argument("--lmbda", type=float, default=.01, help="loss = bpp + λ·MSE (0–255 pixels)")
+    p.add_argument("--filters", type=int, default=128)
+    p.add_argument("--patch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps-per-epoch", type=int, default=250)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--grey", action="store_true", help="train on greyscale images")
+    p.add_argument("--coder", default="portable", choices=["portable", "tfc"])
+    p.add_argument("--output", help="output dir (default models/bls2017/lmbda_<λ>)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train_images)
 
     p = sub.add_parser("svd-report", help="singular-value plots + low-rank approximations")
     p.add_argument("image")

@@ -104,3 +104,33 @@ def test_export_reload_round_trip(tiny_codec, tmp_path):
     decoded = loaded.signatures["decompress"](strings=strings)["images"]
     np.testing.assert_array_equal(decoded.numpy(),
                                   tiny_codec.decompress(strings)["images"].numpy())
+
+
+def test_train_images_cli_and_eval_of_the_model(tmp_path):
+    """`rdpipe train-images` on two tiny images, then `rdpipe eval --models` on two Kodak crops."""
+    import json
+    from pathlib import Path
+    from PIL import Image
+    from pipelines.cli import main
+    kodak = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+    train, evaluation = tmp_path / "train", tmp_path / "eval"
+    train.mkdir()
+    evaluation.mkdir()
+    for i, name in enumerate(["kodim01.png", "kodim02.png"]):
+        image = Image.open(kodak / name).convert("RGB")
+        image.crop((0, 0, 96, 80)).save(train / f"{i}.png")
+        image.crop((0, 0, 192, 176)).save(evaluation / f"{i}.png")   # MS-SSIM needs ≥ 161 px
+    (train / "broken.png").write_text("not an image")
+    model = tmp_path / "model"
+    assert main(["train-images", "--train-dir", str(train), "--filters", "8",
+                 "--patch-size", "32", "--batch-size", "2", "--steps-per-epoch", "3",
+                 "--epochs", "1", "--output", str(model), "--quiet"]) == 0
+    summary = json.loads((model / "summary.json").read_text())
+    assert summary["steps_per_second"] > 0
+    out = tmp_path / "rd.json"
+    assert main(["eval", "--models", str(model), "--codec", "jpeg", "--images", str(evaluation),
+                 "--output", str(out)]) == 0
+    point = json.loads(out.read_text())["codecs"]["rdpipe"]["points"][0]
+    assert point["bpp"] > 0 and point["encode_seconds"] > 0 and point["decode_seconds"] > 0
+    assert main(["train-images", "--train-dir", str(tmp_path / "none"), "--output",
+                 str(tmp_path / "m2")]) == 2
