@@ -110,13 +110,20 @@ def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
 
 
 def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
-                      validation_images: list[np.ndarray] | None = None) -> dict:
-    """Trains (resuming from `output_dir/checkpoints`), exports, writes summary.json."""
+                      images: list[np.ndarray] | None = None,
+                      saved_model_dir: str | Path | None = None) -> dict:
+    """Trains (resuming from `output_dir/checkpoints`), exports, writes summary.json.
+
+    images: uint8 `[H, W, C]` training images (default: read `config.train_dir`);
+    saved_model_dir: where to export (default `output_dir/saved_model`). The returned summary
+    also holds the in-process `codec` (not written to JSON).
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    images = load_image_folder(config.train_dir, config.channels)
+    if images is None:
+        images = load_image_folder(config.train_dir, config.channels)
     train = random_crops(images, config.patch_size, config.seed).batch(config.batch_size)
     train = train.prefetch(2)
     trainer = build_image_trainer(config)
@@ -139,9 +146,9 @@ def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
                                      _Checkpointer()])
     seconds = time.perf_counter() - start
     steps = (config.epochs - initial_epoch) * config.steps_per_epoch
-    export_image_codec(trainer, output_dir / "saved_model", config)
+    codec = export_image_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
     summary = {"config": dataclasses.asdict(config), "train_seconds": seconds,
                "steps_per_second": steps / seconds if steps else None,
                "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return {**summary, "codec": codec}

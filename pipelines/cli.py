@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="the TFX pipeline")
     pipeline_sub = p.add_subparsers(dest="pipeline_command", required=True)
     config_args = argparse.ArgumentParser(add_help=False)
-    config_args.add_argument("--config", default="mnist-quick", help="mnist | mnist-quick")
+    config_args.add_argument("--config", default="mnist-quick",
+                             help="mnist | mnist-quick | images | images-quick")
     config_args.add_argument("--set", action="append", metavar="KEY=VALUE",
                              help="override a scalar config field, e.g. --set epochs=3")
     beam = argparse.ArgumentParser(add_help=False)

@@ -28,9 +28,24 @@ class LambdaSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ImageLambdaSpec:
+    """One image codec to train and its gate (actual bpp and RGB PSNR on the eval split)."""
+
+    lmbda: float
+    max_bpp: float
+    min_psnr: float
+
+    @property
+    def tag(self) -> str:
+        """`Trainer.lmbda_0p01`, serving model `bls2017_l0p01`."""
+        return f"{self.lmbda:g}".replace(".", "p")
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     name: str
-    lambdas: tuple[LambdaSpec, ...]
+    lambdas: tuple  # LambdaSpec (kind "mnist") or ImageLambdaSpec (kind "images")
+    kind: str = "mnist"                     # "mnist" or "images" (Ballé 2017 on an image folder)
     data_root: str = str(SHARED_DATA)       # ExampleGen input_base
     mnist_folder: str = "mnist"             # IDX folder under data_root; may hold {SPAN}
     max_examples_per_split: int = 0         # 0 = all
@@ -40,6 +55,11 @@ class PipelineConfig:
     coder: str = "portable"                 # entropy coder of the exports: portable or tfc
     tolerance: float = 0.05                 # allowed relative regression vs blessed baseline
     gate_examples: int = 10_000             # eval digits the gate codes
+    # kind "images" only: ingestion pattern under data_root and model/training size.
+    image_pattern: str = "photos-train/*.png"
+    filters: int = 128
+    patch_size: int = 128
+    steps_per_epoch: int = 200
     workspace: str = str(PROJECT_ROOT / "workspace" / "pipelines")
     serving_dir: str = str(PROJECT_ROOT / "workspace" / "serving")
 
@@ -71,7 +91,23 @@ MNIST_QUICK = dataclasses.replace(
              LambdaSpec(300, max_rate=200., max_distortion=0.2)),
 )
 
-CONFIGS = {c.name: c for c in (MNIST, MNIST_QUICK)}
+# Ballé 2017 on ../shared/data/photos-train (never evaluated on): 4 λ, ~1 h each on 2 cores.
+IMAGES = PipelineConfig(
+    name="images", kind="images", epochs=15, batch_size=8, learning_rate=5e-4, gate_examples=8,
+    lambdas=(ImageLambdaSpec(.0016, max_bpp=.6, min_psnr=24.),
+             ImageLambdaSpec(.004, max_bpp=.9, min_psnr=26.),
+             ImageLambdaSpec(.01, max_bpp=1.4, min_psnr=28.),
+             ImageLambdaSpec(.03, max_bpp=2.2, min_psnr=30.)),
+)
+
+# A tiny model for a few steps: for tests (the mechanics, not the quality).
+IMAGES_QUICK = dataclasses.replace(
+    IMAGES, name="images-quick", epochs=1, steps_per_epoch=3, batch_size=2, filters=8,
+    patch_size=64, gate_examples=2, learning_rate=1e-3,
+    lambdas=(ImageLambdaSpec(.01, max_bpp=24., min_psnr=0.),),
+)
+
+CONFIGS = {c.name: c for c in (MNIST, MNIST_QUICK, IMAGES, IMAGES_QUICK)}
 
 
 def get_config(name: str) -> PipelineConfig:

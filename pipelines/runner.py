@@ -11,14 +11,15 @@ import ml_metadata as mlmd
 from tfx import v1 as tfx
 
 from pipelines.configs import PipelineConfig
-from pipelines.mnist_pipeline import create_pipeline, metadata_path
+from pipelines.image_pipeline import create_pipeline_for
+from pipelines.mnist_pipeline import metadata_path
 
 
 def run_local(config: PipelineConfig, beam_args: list[str] | None = None) -> dict:
     """Runs the pipeline to completion; returns `summarize(config)` plus wall time."""
     Path(config.workspace).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, beam_args=beam_args))
+    tfx.orchestration.LocalDagRunner().run(create_pipeline_for(config, beam_args=beam_args))
     summary = summarize(config)
     summary["wall_seconds"] = time.perf_counter() - start
     return summary
@@ -61,8 +62,10 @@ def format_summary(summary: dict) -> str:
         gate = item["gate"]
         metrics = gate.get("metrics") or {}
         verdict = "blessed" if gate.get("blessed") else "NOT blessed"
-        lines.append(f"  λ={item['lambda']:g}: {metrics.get('bits_per_digit', float('nan')):.2f} "
-                     f"bits/digit, MAE {metrics.get('mae', float('nan')):.4f} → {verdict}; "
+        numbers = (f"{metrics['bpp']:.3f} bpp, PSNR {metrics['psnr']:.2f} dB" if "bpp" in metrics
+                   else f"{metrics.get('bits_per_digit', float('nan')):.2f} bits/digit, MAE "
+                        f"{metrics.get('mae', float('nan')):.4f}")
+        lines.append(f"  λ={item['lambda']:g}: {numbers} → {verdict}; "
                      + (f"pushed to {item['pushed_destination']}" if item["pushed"]
                         else "not pushed"))
         lines += [f"      {check}" for check in gate.get("checks", [])]
