@@ -9,7 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd lock clean
+.PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd bench-kodak lock clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ bench-coder: install
 
 bench-svd: install
 	$(BIN)/python benchmarks/bench_svd.py $(BENCH_ARGS)
+
+# Hours on 2 cores (trains 4 λ); not part of `make bench`.
+bench-kodak: install
+	$(BIN)/python benchmarks/bench_kodak.py $(BENCH_ARGS)
 
 # Regenerate the lock file from the current environment (after a deliberate upgrade).
 lock: install
