@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from codec.coders import coder_of_string
+from codec.coders import FORMAT_IDS, coder_of_string
 from codec.entropy_models import DecodeError, check_decoded
 
 __all__ = ["SavedCodec", "DecodeError", "InputError"]
+
+
+LEGACY_CODER = "tfc-v0"   # bitstream v0: TFC payload without a format byte (schemas/bitstream.md)
 
 
 class InputError(ValueError):
@@ -50,8 +53,16 @@ class SavedCodec:
     def coder(self) -> str | None:
         """Name of the model's entropy coder, read from the format byte of a probe string."""
         if self._coder is None and all(isinstance(d, int) for d in self.image_shape):
-            probe = self._compress(images=tf.zeros((1,) + self.image_shape, tf.uint8))
-            self._coder = coder_of_string(probe["strings"].numpy()[0])
+            # Three different images: every v1 string carries the same format byte, while the
+            # first bytes of v0 strings (TFC payload only, exported before the format byte)
+            # vary. v0 models keep decoding their own strings, without a format check.
+            shape = (1,) + self.image_shape
+            probes = [np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8),
+                      np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)]
+            names = {coder_of_string(self._compress(images=tf.constant(p))["strings"].numpy()[0])
+                     for p in probes}
+            name = names.pop() if len(names) == 1 else LEGACY_CODER
+            self._coder = name if name in FORMAT_IDS.values() else LEGACY_CODER
         return self._coder
 
     def _as_batch(self, images) -> np.ndarray:
@@ -94,8 +105,8 @@ class SavedCodec:
     def _check_formats(self, strings) -> None:
         """Clear error for strings written by another coder (format byte, schemas/bitstream.md)."""
         expected = self.coder
-        if expected is None:
-            return
+        if expected not in FORMAT_IDS.values():
+            return   # fixed-size images unknown, or a v0 model (strings without format byte)
         foreign = [(i, coder_of_string(s)) for i, s in enumerate(strings)
                    if coder_of_string(s) != expected]
         if foreign:

@@ -139,3 +139,33 @@ def test_decoder_is_a_generative_model(tiny_model):
     images = SavedCodec(tiny_model).decompress([bytes(range(i, i + 8)) for i in range(16)],
                                                check=False)
     assert images.shape == (16, 28, 28, 1) and images.std() > 0
+
+
+def test_v0_exports_without_format_byte_still_decode_their_strings(tmp_path):
+    """A model exported before bitstream v1 (TFC payloads, no format byte) is detected from
+    its varying first bytes and skips the format check (old blessed baselines stay usable)."""
+    import tensorflow as tf
+    from codec.saved_codec import LEGACY_CODER, SavedCodec
+
+    class V0Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec((None, 28, 28, 1), tf.uint8, name="images")])
+        def compress(self, images):
+            # First byte varies with the content, as TFC payloads do.
+            first = tf.gather(tf.constant([b"\x05", b"\x9a", b"\xe1", b"\x47", b"\x2c"]),
+                              tf.reduce_sum(tf.cast(images, tf.int64), [1, 2, 3]) % 5)
+            return {"strings": tf.strings.join([first, "payload"]),
+                    "information_bits": tf.zeros(tf.shape(images)[:1])}
+
+        @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="strings")])
+        def decompress_unchecked(self, strings):
+            n = tf.shape(strings)[:1]
+            return {"images": tf.zeros(tf.concat([n, [28, 28, 1]], 0), tf.uint8),
+                    "sanity_ok": tf.fill(n, True)}
+
+    module = V0Model()
+    tf.saved_model.save(module, str(tmp_path), signatures={
+        "compress": module.compress, "decompress_unchecked": module.decompress_unchecked})
+    codec = SavedCodec(tmp_path)
+    assert codec.coder == LEGACY_CODER
+    strings, _ = codec.compress(np.zeros((2, 28, 28, 1), np.uint8))
+    assert codec.decompress(strings).shape == (2, 28, 28, 1)
