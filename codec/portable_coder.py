@@ -19,8 +19,9 @@ Coder: rANS (Duda) with a 32-bit state in [L, 2^32), L = 2^16, 16-bit renormaliz
 tables of precision P ≤ 16 bits (the models' integer CDFs). Symbol `i` of a string (row-major
 over `[positions, channels]`) goes to lane `i mod K`; every loop step codes one item per lane,
 for all strings of the batch at once. K is chosen from the symbol count n: 1 lane below 16,384
-symbols, else 2^⌊log2(n / 8192)⌋ lanes, at most 64 — each lane costs ~3 bytes, so K stays
-near 1 % of the Kodak-size payload, while a single lane keeps MNIST strings tiny.
+symbols, else 2^⌊log2(n / 2048)⌋ lanes (so ≥ 8), at most 64. Each extra lane costs 4 state bytes
+(≤ 0.5 % of a Kodak-size string at 64 lanes) and divides the loop steps — the coder's speed —
+by K; a single lane keeps MNIST strings tiny.
 - One lane: the encoder starts from state 1, so no initial-state bits are spent, and the final
   state is flushed in its minimal bit count (sharing the header byte). The decoder reads a word when its state is below
   L and words remain (safe: with one lane, words are never emitted below L).
@@ -42,7 +43,8 @@ import tensorflow as tf
 FORMAT_PORTABLE = 1
 STATE_LOWER = 1 << 16           # L: lower bound of the normalized state
 WORD_BITS = 16
-LANE_SYMBOLS = 8192             # target symbols per lane above the single-lane threshold
+SINGLE_LANE_MAX = 16384         # strings with fewer symbols use one lane
+LANE_SYMBOLS = 2048             # target symbols per lane above that
 MAX_LOG2_LANES = 6              # at most 64 lanes
 CHUNK_BITS = 4                  # escape payload bits per chunk item
 CHUNK_ITEM_BITS = CHUNK_BITS + 1
@@ -53,9 +55,9 @@ _BYTE_STRINGS = [bytes([i]) for i in range(256)]
 def lanes_log2(num_symbols) -> tf.Tensor:
     """log2 of the lane count for strings of `num_symbols` symbols (int32 scalar tensor)."""
     n = tf.cast(num_symbols, tf.int64)
-    steps = [tf.cast(n >= 2 * LANE_SYMBOLS * (1 << j), tf.int32)
-             for j in range(MAX_LOG2_LANES)]
-    return tf.add_n(steps)
+    steps = tf.add_n([tf.cast(n >= LANE_SYMBOLS * (1 << j), tf.int32)
+                      for j in range(1, MAX_LOG2_LANES + 1)])
+    return tf.where(n < SINGLE_LANE_MAX, 0, steps)
 
 
 class TableInfo:
@@ -414,10 +416,14 @@ _decode_fn = tf.function(decode, autograph=False, reduce_retracing=True)
 _encode_doc, _decode_doc = encode.__doc__, decode.__doc__
 
 
+# do_not_convert: callers' autograph must not re-read this module's source (the wrappers hold no
+# Python control flow), so a traced model never depends on the file on disk.
+@tf.autograph.experimental.do_not_convert
 def encode(symbols, cdf) -> tf.Tensor:  # noqa: F811  (the traced form of the function above)
     return _encode_fn(tf.convert_to_tensor(symbols, tf.int32), tf.convert_to_tensor(cdf, tf.int32))
 
 
+@tf.autograph.experimental.do_not_convert
 def decode(strings, num_positions, num_channels, cdf):  # noqa: F811
     return _decode_fn(tf.convert_to_tensor(strings, tf.string),
                       tf.convert_to_tensor(num_positions, tf.int32),
