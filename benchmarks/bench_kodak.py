@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--no-train", action="store_true",
                         help="evaluate the models already in --models-dir")
     parser.add_argument("--limit", type=int, default=None, help="first N Kodak images")

@@ -26,7 +26,8 @@ def cmd_train_images(args) -> None:
     config = ImageTrainConfig(
         lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
-        learning_rate=args.learning_rate, channels=1 if args.grey else 3, coder=args.coder,
+        learning_rate=args.learning_rate, clipnorm=args.clipnorm,
+        channels=1 if args.grey else 3, coder=args.coder,
         train_dir=args.train_dir, verbose=0 if args.quiet else 2)
     output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
     summary = train_image_codec(config, output)
@@ -176,6 +177,7 @@ def add_image_parsers(sub) -> None:
     p.add_argument("--steps-per-epoch", type=int, default=250)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (0: off)")
     p.add_argument("--grey", action="store_true", help="train on greyscale images")
     p.add_argument("--coder", default="portable", choices=["portable", "tfc"])
     p.add_argument("--output", help="output dir (default models/bls2017/lmbda_<λ>)")
