@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import tf_keras as keras
 from PIL import Image
 
 from codec.bls2017 import BLS2017Trainer, ImageCodec
+from codec.training import fit_resumable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -131,24 +131,9 @@ def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
     train = random_crops(images, config.patch_size, config.seed).batch(config.batch_size)
     train = train.prefetch(2)
     trainer = build_image_trainer(config)
-    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
-    initial_epoch = 0
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
-        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
-        print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch})")
-
-    class _Checkpointer(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            manager.save(checkpoint_number=epoch + 1)
-
-    start = time.perf_counter()
-    history = trainer.fit(train, epochs=config.epochs, initial_epoch=initial_epoch,
-                          steps_per_epoch=config.steps_per_epoch, verbose=config.verbose,
-                          callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")),
-                                     _Checkpointer()])
-    seconds = time.perf_counter() - start
+    history, seconds, initial_epoch = fit_resumable(
+        trainer, train, output_dir, epochs=config.epochs, verbose=config.verbose,
+        steps_per_epoch=config.steps_per_epoch)
     steps = (config.epochs - initial_epoch) * config.steps_per_epoch
     codec = export_image_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
     summary = {"config": dataclasses.asdict(config), "train_seconds": seconds,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import tensorflow as tf
@@ -18,6 +17,7 @@ import tf_keras as keras
 
 from codec.datasets import load_mnist
 from codec.mnist import MNISTCodec, MNISTCompressionTrainer
+from codec.training import fit_resumable
 
 
 @dataclasses.dataclass
@@ -100,24 +100,8 @@ def train_mnist(config: MnistTrainConfig, output_dir: str | Path,
     train, validation = batch_for_training(config, *(images or tfds_images(config)))
     trainer = build_trainer(config)
 
-    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
-    initial_epoch = 0
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
-        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
-        print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch})")
-
-    class _Checkpointer(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            manager.save(checkpoint_number=epoch + 1)
-
-    start = time.perf_counter()
-    history = trainer.fit(
-        train, epochs=config.epochs, initial_epoch=initial_epoch,
-        validation_data=validation, verbose=config.verbose,
-        callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")), _Checkpointer()])
-    train_seconds = time.perf_counter() - start
+    history, train_seconds, _ = fit_resumable(trainer, train, output_dir, epochs=config.epochs,
+                                              verbose=config.verbose, validation_data=validation)
 
     codec = export_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
     summary = {

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from codec.framing import bytes_to_strings
+
 FORMAT_PORTABLE = 1
 STATE_LOWER = 1 << 16           # L: lower bound of the normalized state
 WORD_BITS = 16
@@ -49,7 +51,6 @@ MAX_LOG2_LANES = 6              # at most 64 lanes
 CHUNK_BITS = 4                  # escape payload bits per chunk item
 CHUNK_ITEM_BITS = CHUNK_BITS + 1
 MAX_CHUNKS = 8                  # 8 × 4 bits = any zigzagged int32 overflow
-_BYTE_STRINGS = [bytes([i]) for i in range(256)]
 
 
 def lanes_log2(num_symbols) -> tf.Tensor:
@@ -108,15 +109,6 @@ def _zigzag_overflow(symbols: tf.Tensor, pmf_length: tf.Tensor) -> tf.Tensor:
     s = tf.cast(symbols, tf.int64)
     n = tf.cast(pmf_length, tf.int64)
     return tf.where(s < 0, -2 * s - 1, 2 * (s - n))
-
-
-def _to_strings(values: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
-    """Byte values `[B, N]` (int) with a keep mask → `string[B]` of the kept bytes in order."""
-    kept = tf.boolean_mask(values, keep)
-    ragged = tf.RaggedTensor.from_row_lengths(
-        tf.gather(tf.constant(_BYTE_STRINGS), tf.cast(kept, tf.int32)),
-        tf.reduce_sum(tf.cast(keep, tf.int64), axis=1))
-    return tf.strings.reduce_join(ragged, axis=1)
 
 
 def _loose_shapes(loop_vars) -> tuple:
@@ -230,7 +222,7 @@ def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
     single = k == 1
     values, keep = tf.cond(single, lambda: _single_lane_frame(x[:, 0], words, emitted),
                            lambda: _multi_lane_frame(x, log2k, words, emitted))
-    return _to_strings(values, keep)
+    return bytes_to_strings(values, keep)
 
 
 def _single_lane_frame(x, words, emitted):

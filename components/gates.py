@@ -76,6 +76,18 @@ def gate_decision(metrics: dict, *, max_rate: float, max_distortion: float,
     return all(ok for ok, _ in checks), lines
 
 
+def write_blessing(blessing, model, report: dict, metric_keys) -> None:
+    """The gate's `evaluation.json` + the ModelBlessing properties the Pusher and
+    LatestBlessedModelStrategy read (`blessed`, `current_model_id`, `current_model`)."""
+    with open(os.path.join(blessing.uri, "evaluation.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    blessing.set_int_custom_property("blessed", int(report["blessed"]))
+    blessing.set_int_custom_property("current_model_id", model.id)
+    blessing.set_string_custom_property("current_model", model.uri)
+    for key in metric_keys:
+        blessing.set_float_custom_property(key, float(report["metrics"][key]))
+
+
 @tfx.dsl.components.component
 def RateDistortionGate(
         model: InputArtifact[standard_artifacts.Model],
@@ -111,14 +123,7 @@ def RateDistortionGate(
     report = {"lambda": lmbda, "blessed": blessed, "checks": lines, "metrics": metrics,
               "model_uri": model.uri, "baseline": baseline,
               "baseline_uri": getattr(baseline_model, "uri", None)}
-    with open(os.path.join(blessing.uri, "evaluation.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    blessing.set_int_custom_property("blessed", int(blessed))
-    # The two properties LatestBlessedModelStrategy and the Pusher read.
-    blessing.set_int_custom_property("current_model_id", model.id)
-    blessing.set_string_custom_property("current_model", model.uri)
-    for key in ("bits_per_digit", "mae", "psnr", "objective"):
-        blessing.set_float_custom_property(key, float(metrics[key]))
+    write_blessing(blessing, model, report, ("bits_per_digit", "mae", "psnr", "objective"))
     verdict = "BLESSED" if blessed else "NOT BLESSED (push skipped)"
     print(f"rate-distortion gate λ={lmbda:g}: {verdict}\n  " + "\n  ".join(lines))
 

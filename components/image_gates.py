@@ -9,13 +9,14 @@
 """
 # No `from __future__ import annotations`: TFX reads these signatures at import time.
 
-import json
 import os
 
 import numpy as np
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
+
+from components.gates import write_blessing
 
 InputArtifact = tfx.dsl.components.InputArtifact
 OutputArtifact = tfx.dsl.components.OutputArtifact
@@ -89,13 +90,7 @@ def ImageRateDistortionGate(
     report = {"lambda": lmbda, "blessed": blessed, "checks": lines, "metrics": metrics,
               "model_uri": model.uri, "baseline": baseline,
               "baseline_uri": getattr(baseline_model, "uri", None)}
-    with open(os.path.join(blessing.uri, "evaluation.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    blessing.set_int_custom_property("blessed", int(blessed))
-    blessing.set_int_custom_property("current_model_id", model.id)
-    blessing.set_string_custom_property("current_model", model.uri)
-    for key in ("bpp", "mse", "psnr"):
-        blessing.set_float_custom_property(key, float(metrics[key]))
+    write_blessing(blessing, model, report, ("bpp", "mse", "psnr"))
     verdict = "BLESSED" if blessed else "NOT BLESSED (push skipped)"
     print(f"image rate-distortion gate λ={lmbda:g}: {verdict}\n  " + "\n  ".join(lines))
 

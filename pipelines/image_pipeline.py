@@ -11,15 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components.atomic_pusher import AtomicPushExecutor
-from components.gates import FailOnAnomalies
 from components.image_folder_example_gen import ImageFolderExampleGen
 from components.image_gates import ImageRateDistortionGate, ImageServingCheck
+from pipelines.assembly import assemble, atomic_pusher, latest_blessed, validation_front
 from pipelines.configs import PROJECT_ROOT, PipelineConfig
-from pipelines.mnist_pipeline import metadata_path, pipeline_root
 
 SCHEMA_FILE = PROJECT_ROOT / "schemas" / "images" / "schema.pbtxt"
 TRAINER_RUN_FN = "components.image_trainer.run_fn"
@@ -35,12 +32,7 @@ def create_image_pipeline(config: PipelineConfig, beam_args: list[str] | None = 
         input_base=config.data_root,
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern=config.image_pattern)]))
-    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_FILE))
-    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
-                                                schema=schema.outputs["schema"])
-    data_ok = FailOnAnomalies(anomalies=validator.outputs["anomalies"])
-    components = [example_gen, statistics, schema, validator, data_ok]
+    components, schema, data_ok = validation_front(example_gen, SCHEMA_FILE)
 
     for spec in config.lambdas:
         tag = spec.tag
@@ -57,15 +49,7 @@ def create_image_pipeline(config: PipelineConfig, beam_args: list[str] | None = 
                            "learning_rate": config.learning_rate, "coder": config.coder},
         ).with_id(f"Trainer.lmbda_{tag}")
         trainer.add_upstream_node(data_ok)
-        resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                                  producer_component_id=trainer.id, output_key="model"),
-            model_blessing=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ModelBlessing,
-                producer_component_id=f"RateDistortionGate.lmbda_{tag}",
-                output_key="blessing"),
-        ).with_id(f"LatestBlessedModel.lmbda_{tag}")
+        resolver = latest_blessed(trainer, tag)
         gate = ImageRateDistortionGate(
             model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
             baseline_model=resolver.outputs["model"], lmbda=float(spec.lmbda),
@@ -74,26 +58,11 @@ def create_image_pipeline(config: PipelineConfig, beam_args: list[str] | None = 
         ).with_id(f"RateDistortionGate.lmbda_{tag}")
         serving_check = ImageServingCheck(model=trainer.outputs["model"]).with_id(
             f"ServingCheck.lmbda_{tag}")
-        pusher = tfx.components.Pusher(
-            model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
-            infra_blessing=serving_check.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=str(Path(config.serving_dir) / serving_model_name(tag)))),
-            custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
-        ).with_id(f"Pusher.lmbda_{tag}")
+        pusher = atomic_pusher(trainer, gate, serving_check,
+                               Path(config.serving_dir) / serving_model_name(tag), tag)
         components += [trainer, resolver, gate, serving_check, pusher]
 
-    return tfx.dsl.Pipeline(
-        pipeline_name=config.name.replace("-", "_"),
-        pipeline_root=str(pipeline_root(config)),
-        components=components,
-        enable_cache=enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(metadata_path(config))),
-        beam_pipeline_args=beam_args or ["--direct_running_mode=in_memory",
-                                         "--direct_num_workers=1"],
-    )
+    return assemble(config, components, beam_args, enable_cache)
 
 
 def create_pipeline_for(config: PipelineConfig, beam_args: list[str] | None = None,

@@ -11,11 +11,10 @@ from pathlib import Path
 
 from tfx import v1 as tfx
 
-from tfx.dsl.components.base import executor_spec
-
-from components.atomic_pusher import AtomicPushExecutor
-from components.gates import FailOnAnomalies, RateDistortionGate, ServingCheck
+from components.gates import RateDistortionGate, ServingCheck
 from components.mnist_example_gen import MnistExampleGen, mnist_input_config
+from pipelines.assembly import (assemble, atomic_pusher, latest_blessed,  # noqa: F401
+                                metadata_path, pipeline_root, validation_front)
 from pipelines.configs import PROJECT_ROOT, PipelineConfig
 
 SCHEMA_FILE = PROJECT_ROOT / "schemas" / "mnist" / "schema.pbtxt"
@@ -26,25 +25,12 @@ def serving_model_name(tag: str) -> str:
     return f"mnist_l{tag}"
 
 
-def pipeline_root(config: PipelineConfig) -> Path:
-    return Path(config.workspace) / config.name
-
-
-def metadata_path(config: PipelineConfig) -> Path:
-    return pipeline_root(config) / "metadata.sqlite"
-
-
 def create_pipeline(config: PipelineConfig, beam_args: list[str] | None = None,
                     enable_cache: bool = True) -> tfx.dsl.Pipeline:
     example_gen = MnistExampleGen(input_base=config.data_root,
                                   input_config=mnist_input_config(config.mnist_folder),
                                   max_examples_per_split=config.max_examples_per_split)
-    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema = tfx.components.ImportSchemaGen(schema_file=str(SCHEMA_FILE))
-    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
-                                                schema=schema.outputs["schema"])
-    data_ok = FailOnAnomalies(anomalies=validator.outputs["anomalies"])
-    components = [example_gen, statistics, schema, validator, data_ok]
+    components, schema, data_ok = validation_front(example_gen, SCHEMA_FILE)
 
     for spec in config.lambdas:
         tag = spec.tag
@@ -59,15 +45,7 @@ def create_pipeline(config: PipelineConfig, beam_args: list[str] | None = None,
                            "learning_rate": config.learning_rate, "coder": config.coder},
         ).with_id(f"Trainer.lmbda_{tag}")
         trainer.add_upstream_node(data_ok)  # anomalies stop the run before training
-        resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                                  producer_component_id=trainer.id, output_key="model"),
-            model_blessing=tfx.dsl.Channel(
-                type=tfx.types.standard_artifacts.ModelBlessing,
-                producer_component_id=f"RateDistortionGate.lmbda_{tag}",
-                output_key="blessing"),
-        ).with_id(f"LatestBlessedModel.lmbda_{tag}")
+        resolver = latest_blessed(trainer, tag)
         gate = RateDistortionGate(
             model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
             baseline_model=resolver.outputs["model"], lmbda=float(spec.lmbda),
@@ -76,23 +54,8 @@ def create_pipeline(config: PipelineConfig, beam_args: list[str] | None = None,
         ).with_id(f"RateDistortionGate.lmbda_{tag}")
         serving_check = ServingCheck(model=trainer.outputs["model"]).with_id(
             f"ServingCheck.lmbda_{tag}")
-        pusher = tfx.components.Pusher(
-            model=trainer.outputs["model"], model_blessing=gate.outputs["blessing"],
-            infra_blessing=serving_check.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=str(Path(config.serving_dir) / serving_model_name(tag)))),
-            custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
-        ).with_id(f"Pusher.lmbda_{tag}")
+        pusher = atomic_pusher(trainer, gate, serving_check,
+                               Path(config.serving_dir) / serving_model_name(tag), tag)
         components += [trainer, resolver, gate, serving_check, pusher]
 
-    return tfx.dsl.Pipeline(
-        pipeline_name=config.name.replace("-", "_"),
-        pipeline_root=str(pipeline_root(config)),
-        components=components,
-        enable_cache=enable_cache,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(metadata_path(config))),
-        beam_pipeline_args=beam_args or ["--direct_running_mode=in_memory",
-                                         "--direct_num_workers=1"],
-    )
+    return assemble(config, components, beam_args, enable_cache)

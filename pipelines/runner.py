@@ -10,9 +10,9 @@ from pathlib import Path
 import ml_metadata as mlmd
 from tfx import v1 as tfx
 
+from pipelines.assembly import metadata_path
 from pipelines.configs import PipelineConfig
 from pipelines.image_pipeline import create_pipeline_for
-from pipelines.mnist_pipeline import metadata_path
 
 
 def run_local(config: PipelineConfig, beam_args: list[str] | None = None) -> dict:

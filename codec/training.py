@@ -1,0 +1,33 @@
+"""Resumable Keras training shared by the codec trainers (MNIST, Ballé 2017)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+
+def fit_resumable(trainer: keras.Model, train: tf.data.Dataset, output_dir: Path, *,
+                  epochs: int, verbose: int, **fit_kwargs) -> tuple[keras.callbacks.History, float,
+                                                                   int]:
+    """`trainer.fit` with a checkpoint (trainer + optimizer) after every epoch under
+    `output_dir/checkpoints` and TensorBoard logs under `output_dir/logs`; resumes from the
+    newest checkpoint. Returns (history, seconds spent in fit, epoch it started from)."""
+    checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
+    initial_epoch = 0
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[-1])
+        print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch})")
+
+    class _Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            manager.save(checkpoint_number=epoch + 1)
+
+    start = time.perf_counter()
+    history = trainer.fit(train, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+                          callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")),
+                                     _Checkpointer()], **fit_kwargs)
+    return history, time.perf_counter() - start, initial_epoch
