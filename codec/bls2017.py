@@ -114,6 +114,7 @@ class ImageCodec(tf.Module):
       decompress(strings [B], all of one image size) → images uint8 [B, H, W, C]; fails on
           strings that fail the shape or end-of-stream checks
       decompress_unchecked(strings) → images, sanity_ok
+      svd_approximate / _compression / _energy (codec.svd.svd_signatures)
     """
 
     def __init__(self, trainer: BLS2017Trainer, *, tail_mass: float = 2 ** -8,
@@ -133,10 +134,7 @@ class ImageCodec(tf.Module):
         self.decompress = tf.function(self._decompress, input_signature=[strings_spec])
         self.decompress_unchecked = tf.function(self._decompress_unchecked,
                                                 input_signature=[strings_spec])
-        any_images = tf.TensorSpec((None, None, None, None), tf.uint8, name="images")
-        self.svd_approximate = tf.function(
-            lambda images, rank: svd.approximate_rank(images, rank)._asdict(),
-            input_signature=[any_images, tf.TensorSpec((), tf.int32, name="rank")])
+        self.svd = svd.svd_signatures()
 
     def _compress(self, images):
         x = tf.cast(images, tf.float32) / 255.
@@ -175,4 +173,4 @@ class ImageCodec(tf.Module):
     def signatures(self) -> dict:
         return {"compress": self.compress, "decompress": self.decompress,
                 "decompress_unchecked": self.decompress_unchecked,
-                "svd_approximate": self.svd_approximate, "serving_default": self.compress}
+                **self.svd, "serving_default": self.compress}

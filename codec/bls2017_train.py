@@ -1,7 +1,7 @@
 """Training the Ballé 2017 codec on a folder of images (random crops), one model per λ.
 
 Output directory layout (as the MNIST trainer's):
-  saved_model/      SavedModel: compress / decompress / decompress_unchecked / svd_approximate
+  saved_model/      SavedModel: compress / decompress / decompress_unchecked / svd_approximate*
   checkpoints/      tf.train.Checkpoint of trainer + optimizer (training resumes from here)
   logs/             TensorBoard
   summary.json      config, steps/s, final train/validation metrics

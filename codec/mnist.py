@@ -22,8 +22,6 @@ from codec.priors import NoisyLogistic
 from codec.spectral import PixelNorm, SpectralNormalization
 
 IMAGE_SHAPE = (28, 28, 1)
-# The SVD signatures take any batch of uint8 images [B, H, W, C].
-_ANY_IMAGES = tf.TensorSpec((None, None, None, None), tf.uint8, name="images")
 DEFAULT_LATENT_DIMS = 50
 
 
@@ -192,6 +190,7 @@ class MNISTCodec(tf.Module):
         self.entropy_model = EntropyModel(
             lambda: NoisyLogistic(0., tf.exp(self.prior_log_scales)), coding_rank=1,
             compression=True, tail_mass=tail_mass, precision=precision, coder=coder)
+        self.svd = svd.svd_signatures()
 
     @tf.function(input_signature=[tf.TensorSpec((None,) + IMAGE_SHAPE, tf.uint8, name="images")])
     def compress(self, images):
@@ -228,23 +227,7 @@ class MNISTCodec(tf.Module):
         images, ok = self._decode(strings)
         return {"images": images, "sanity_ok": ok}
 
-    @tf.function(input_signature=[_ANY_IMAGES, tf.TensorSpec((), tf.int32, name="rank")])
-    def svd_approximate(self, images, rank):
-        return svd.approximate_rank(images, rank)._asdict()
-
-    @tf.function(input_signature=[_ANY_IMAGES,
-                                  tf.TensorSpec((), tf.float32, name="compression_factor")])
-    def svd_approximate_compression(self, images, compression_factor):
-        return svd.approximate_compression(images, compression_factor)._asdict()
-
-    @tf.function(input_signature=[_ANY_IMAGES, tf.TensorSpec((), tf.float32, name="energy_factor")])
-    def svd_approximate_energy(self, images, energy_factor):
-        return svd.approximate_energy(images, energy_factor)._asdict()
-
     def signatures(self) -> dict:
         return {"compress": self.compress, "decompress": self.decompress,
                 "decompress_unchecked": self.decompress_unchecked,
-                "svd_approximate": self.svd_approximate,
-                "svd_approximate_compression": self.svd_approximate_compression,
-                "svd_approximate_energy": self.svd_approximate_energy,
-                "serving_default": self.compress}
+                **self.svd, "serving_default": self.compress}

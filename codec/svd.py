@@ -129,3 +129,25 @@ def low_rank_approximation(images: tf.Tensor, rank) -> tuple[tf.Tensor, tf.Tenso
     """(uint8 reconstruction, top-`rank` singular values `[B, C, rank]`) — `approximate_rank`."""
     approx = approximate_rank(images, rank)
     return approx.reconstruction, approx.singular_values
+
+
+_ANY_IMAGES = tf.TensorSpec((None, None, None, None), tf.uint8, name="images")
+
+
+def svd_signatures() -> dict:
+    """The three exported SVD signatures every codec SavedModel carries (attach them to the
+    tf.Module being saved and pass them in `signatures=`): by rank, compression or energy factor,
+    each returning the `Approximation` fields."""
+    return {
+        "svd_approximate": tf.function(
+            lambda images, rank: approximate_rank(images, rank)._asdict(),
+            input_signature=[_ANY_IMAGES, tf.TensorSpec((), tf.int32, name="rank")]),
+        "svd_approximate_compression": tf.function(
+            lambda images, compression_factor: approximate_compression(
+                images, compression_factor)._asdict(),
+            input_signature=[_ANY_IMAGES,
+                             tf.TensorSpec((), tf.float32, name="compression_factor")]),
+        "svd_approximate_energy": tf.function(
+            lambda images, energy_factor: approximate_energy(images, energy_factor)._asdict(),
+            input_signature=[_ANY_IMAGES, tf.TensorSpec((), tf.float32, name="energy_factor")]),
+    }

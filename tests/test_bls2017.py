@@ -98,6 +98,8 @@ def test_corrupt_or_mixed_size_strings_are_refused(tiny_codec):
 def test_export_reload_round_trip(tiny_codec, tmp_path):
     tf.saved_model.save(tiny_codec, str(tmp_path), signatures=tiny_codec.signatures())
     loaded = tf.saved_model.load(str(tmp_path))
+    assert {"svd_approximate", "svd_approximate_compression",
+            "svd_approximate_energy"} <= set(loaded.signatures)
     images = np.random.default_rng(3).integers(0, 256, (1, 23, 31, 3)).astype(np.uint8)
     strings = loaded.signatures["compress"](images=tf.constant(images))["strings"]
     np.testing.assert_array_equal(strings.numpy(), tiny_codec.compress(images)["strings"].numpy())

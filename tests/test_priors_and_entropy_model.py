@@ -132,3 +132,11 @@ def test_unknown_coder_and_bad_parameters_are_clear_errors():
         _model([1.], precision=20)
     with pytest.raises(RuntimeError, match="compression=False"):
         EntropyModel(lambda: NoisyLogistic(0., tf.ones([2])), 1).compress(tf.zeros([1, 2]))
+
+
+def test_portable_coder_refuses_precisions_below_its_escape_item_size():
+    from codec.entropy_models import EntropyModel
+    from codec.priors import NoisyLogistic
+    with pytest.raises(ValueError, match="precision ≥ 5"):
+        EntropyModel(lambda: NoisyLogistic(0., [1.]), coding_rank=1, compression=True,
+                     precision=4, coder="portable")
