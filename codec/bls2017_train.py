@@ -44,6 +44,11 @@ class ImageTrainConfig:
     seed: int | None = 0
     verbose: int = 2
     train_dir: str = ""                  # folder of training images (required)
+    # Warm start: output dir of another trained model (any λ, same filters/channels) whose
+    # newest checkpoint initializes the weights when this run has no checkpoint of its own.
+    # Fine-tuning a trained model to a new λ reaches a given loss in a fraction of the steps
+    # of a cold start, which is what makes a λ sweep fit a CPU budget.
+    init_from: str = ""
 
     def __post_init__(self):
         if self.lmbda <= 0 or self.filters < 1 or self.patch_size < 16 or self.batch_size < 1:
@@ -113,6 +118,26 @@ def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
     return trainer
 
 
+def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path) -> bool:
+    """Loads the weights (not the optimizer state) of the newest checkpoint under
+    `init_from/checkpoints` into `trainer`, unless `output_dir` already has checkpoints (then
+    training resumes from those). Returns whether weights were loaded."""
+    if tf.train.latest_checkpoint(str(output_dir / "checkpoints")):
+        return False
+    source = tf.train.latest_checkpoint(str(Path(init_from) / "checkpoints"))
+    if source is None:
+        raise FileNotFoundError(f"--init-from {init_from}: no checkpoints under "
+                                f"{Path(init_from) / 'checkpoints'}")
+    try:   # the optimizer state of the source is deliberately not restored: expect_partial
+        status = tf.train.Checkpoint(trainer=trainer).restore(source).expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:   # ValueError: a variable's shape differs
+        raise ValueError(f"--init-from {init_from}: checkpoint does not match this model "
+                         f"(filters/channels differ?): {error}") from error
+    print(f"warm start from {source}")
+    return True
+
+
 def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
                       images: list[np.ndarray] | None = None,
                       saved_model_dir: str | Path | None = None) -> dict:
@@ -131,6 +156,8 @@ def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
     train = random_crops(images, config.patch_size, config.seed).batch(config.batch_size)
     train = train.prefetch(2)
     trainer = build_image_trainer(config)
+    if config.init_from:
+        warm_start(trainer, config.init_from, output_dir)
     history, seconds, initial_epoch = fit_resumable(
         trainer, train, output_dir, epochs=config.epochs, verbose=config.verbose,
         steps_per_epoch=config.steps_per_epoch)

@@ -28,7 +28,7 @@ def cmd_train_images(args) -> None:
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
         learning_rate=args.learning_rate, clipnorm=args.clipnorm,
         channels=1 if args.grey else 3, coder=args.coder,
-        train_dir=args.train_dir, verbose=0 if args.quiet else 2)
+        train_dir=args.train_dir, verbose=0 if args.quiet else 2, init_from=args.init_from or "")
     output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
     summary = train_image_codec(config, output)
     history = summary["history"]
@@ -181,6 +181,9 @@ def add_image_parsers(sub) -> None:
     p.add_argument("--grey", action="store_true", help="train on greyscale images")
     p.add_argument("--coder", default="portable", choices=["portable", "tfc"])
     p.add_argument("--output", help="output dir (default models/bls2017/lmbda_<λ>)")
+    p.add_argument("--init-from", metavar="MODEL_DIR",
+                   help="warm start: initialize from another trained model's output dir "
+                        "(e.g. another λ); ignored when --output already has checkpoints")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train_images)
 

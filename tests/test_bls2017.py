@@ -136,3 +136,22 @@ def test_train_images_cli_and_eval_of_the_model(tmp_path):
     assert point["bpp"] > 0 and point["encode_seconds"] > 0 and point["decode_seconds"] > 0
     assert main(["train-images", "--train-dir", str(tmp_path / "none"), "--output",
                  str(tmp_path / "m2")]) == 2
+    # Warm start (λ sweep fine-tuning): a new λ starts from the trained weights, not from a
+    # fresh initialization; a model of another width is refused with a clear error.
+    from codec.bls2017_train import ImageTrainConfig, build_image_trainer, warm_start
+    trained = build_image_trainer(ImageTrainConfig(lmbda=.01, filters=8, train_dir=str(train)))
+    tf.train.Checkpoint(trainer=trained).restore(
+        tf.train.latest_checkpoint(str(model / "checkpoints"))).expect_partial()
+    fresh = build_image_trainer(ImageTrainConfig(lmbda=.05, filters=8, train_dir=str(train)))
+    assert warm_start(fresh, model, tmp_path / "new")
+    for a, b in zip(trained.trainable_variables, fresh.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    wide = build_image_trainer(ImageTrainConfig(lmbda=.05, filters=16, train_dir=str(train)))
+    with pytest.raises(ValueError, match="does not match"):
+        warm_start(wide, model, tmp_path / "new")
+    assert not warm_start(fresh, model, model)    # own checkpoints exist: resume instead
+    assert main(["train-images", "--train-dir", str(train), "--filters", "8", "--lmbda", ".05",
+                 "--patch-size", "32", "--batch-size", "2", "--steps-per-epoch", "1",
+                 "--epochs", "1", "--init-from", str(model), "--output",
+                 str(tmp_path / "m3"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "m3" / "summary.json").read_text())["config"]["init_from"]
