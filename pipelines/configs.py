@@ -93,7 +93,7 @@ MNIST_QUICK = dataclasses.replace(
 
 # Ballé 2017 on ../shared/data/photos-train (never evaluated on): 4 λ, ~1 h each on 2 cores.
 IMAGES = PipelineConfig(
-    name="images", kind="images", epochs=15, batch_size=8, learning_rate=2e-4, gate_examples=8,
+    name="images", kind="images", epochs=20, batch_size=8, learning_rate=2e-4, gate_examples=8,
     lambdas=(ImageLambdaSpec(.0016, max_bpp=.6, min_psnr=24.),
              ImageLambdaSpec(.004, max_bpp=.9, min_psnr=26.),
              ImageLambdaSpec(.01, max_bpp=1.4, min_psnr=28.),
