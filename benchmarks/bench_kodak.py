@@ -32,43 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from codec import image_eval  # noqa: E402
+from codec import image_eval, rd_report  # noqa: E402
+from pipelines import figures  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 PHOTOS = ROOT.parent / "shared" / "data" / "photos-train"
 REFERENCE = ROOT / "benchmarks" / "reference" / "kodak_published.json"
 BASELINES = ("jpeg", "jpeg2000", "webp", "avif")
-
-
-def _db(ms_ssim: float) -> float:
-    return float(-10 * np.log10(max(1 - ms_ssim, 1e-10)))
-
-
-def bd_rates(ours: list[dict], curves: dict) -> tuple[dict, dict]:
-    """BD-rate (%) of `ours` against each curve, PSNR and MS-SSIM (dB); None if impossible."""
-    def safe(reference, test):
-        try:
-            return image_eval.bd_rate(reference, test)
-        except ValueError:
-            return None
-    psnr, ssim = {}, {}
-    ours_psnr = [(p["bpp"], p["psnr"]) for p in ours]
-    ours_ssim = [(p["bpp"], _db(p["ms_ssim"])) for p in ours]
-    for name, points in curves.items():
-        psnr[name] = safe([(p["bpp"], p["psnr"]) for p in points], ours_psnr)
-        if all("ms_ssim" in p for p in points):
-            ssim[name] = safe([(p["bpp"], _db(p["ms_ssim"])) for p in points], ours_ssim)
-    return psnr, ssim
-
-
-def published_curves() -> dict:
-    data = json.loads(REFERENCE.read_text())["curves"]
-    out = {}
-    for name, curve in data.items():
-        out[name] = [{"bpp": b, "psnr": p, **({"ms_ssim": s} if s is not None else {})}
-                     for b, p, s in zip(curve["bpp"], curve["psnr"],
-                                        curve.get("ms_ssim", [None] * len(curve["bpp"])))]
-    return out
 
 
 def train_models(args) -> list[Path]:
@@ -99,42 +69,25 @@ def train_models(args) -> list[Path]:
     return [dirs[lmbda] for lmbda in sorted(args.lambdas)]
 
 
-def plot(results: dict, reference: dict, path: Path) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, points in {**results, **reference}.items():
-        points = sorted(points, key=lambda p: p["bpp"])
-        style = "o-" if name in results else "--"
-        axes[0].plot([p["bpp"] for p in points], [p["psnr"] for p in points], style, label=name)
-        if all("ms_ssim" in p for p in points):
-            axes[1].plot([p["bpp"] for p in points], [_db(p["ms_ssim"]) for p in points], style,
-                         label=name)
-    axes[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title="Kodak, RGB PSNR",
-                xlim=(0, 2.5))
-    axes[1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="Kodak, MS-SSIM",
-                xlim=(0, 2.5))
-    for ax in axes:
-        ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def markdown(bd_psnr: dict, bd_ssim: dict, ours: list[dict]) -> str:
-    def fmt(value):
-        return "n/a" if value is None else f"{value:+.1f} %"
-    lines = ["| rdpipe vs | BD-rate (PSNR) | BD-rate (MS-SSIM) |", "|---|---|---|"]
-    for name in bd_psnr:
-        lines.append(f"| {name} | {fmt(bd_psnr[name])} | {fmt(bd_ssim.get(name))} |")
-    lines += ["", "| model | bpp | PSNR dB | MS-SSIM | encode s | decode s |",
-              "|---|---|---|---|---|---|"]
-    for p in ours:
-        lines.append(f"| {p['parameter']} | {p['bpp']:.3f} | {p['psnr']:.2f} | "
-                     f"{p['ms_ssim']:.4f} | {p['encode_seconds']:.2f} | "
-                     f"{p['decode_seconds']:.2f} |")
-    return "\n".join(lines) + "\n"
+def training_summaries(model_dirs: list[Path]) -> list[dict]:
+    """λ, steps, warm start and speed of each model's training (its summary.json)."""
+    rows = []
+    for directory in model_dirs:
+        summary_file = directory / "summary.json"
+        if not summary_file.exists():
+            continue
+        summary = json.loads(summary_file.read_text())
+        config = summary["config"]
+        rows.append({"model": str(directory.name), "lmbda": config["lmbda"],
+                     "steps": config["epochs"] * config["steps_per_epoch"],
+                     "patch_size": config["patch_size"], "batch_size": config["batch_size"],
+                     "filters": config["filters"], "learning_rate": config["learning_rate"],
+                     "warm_start_from": Path(config["init_from"]).name
+                     if config.get("init_from") else None,
+                     "steps_per_second_last_run": summary["steps_per_second"],
+                     "final_train_bpp": summary["history"]["bpp"][-1],
+                     "final_train_psnr": summary["history"]["psnr"][-1]})
+    return rows
 
 
 def main(argv=None) -> int:
@@ -165,35 +118,39 @@ def main(argv=None) -> int:
         model_dirs = train_models(args)
     images = image_eval.load_images(KODAK, args.limit)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    ours = [image_eval.evaluate_model(str(d), images, progress=log)._asdict()
-            for d in model_dirs]
+    ours = [{**image_eval.evaluate_model(str(d), images, progress=log)._asdict(),
+             "parameter": d.name} for d in model_dirs]
     baselines = {name: [p._asdict() for p in image_eval.evaluate(name, images, progress=log)]
                  for name in BASELINES}
-    reference = published_curves()
-    curves = {**baselines,
-              "bls2017_published": reference["bmshj2018_factorized_paper"],
-              "compressai_factorized": reference["compressai_bmshj2018_factorized"]}
-    bd_psnr, bd_ssim = bd_rates(ours, curves)
+    reference = rd_report.load_published_curves(REFERENCE)
+    fronts = {name: [p._asdict() for p in image_eval.pareto_front(
+        [image_eval.Point(**q) for q in points])] for name, points in baselines.items()}
+    bd_psnr, bd_ssim = rd_report.bd_rate_table(ours, {**fronts, **reference})
     result = {
         "bd_rate_psnr": bd_psnr, "bd_rate_ms_ssim": bd_ssim,
         "targets_bd_rate_psnr": {"jpeg": "<= -40", "jpeg2000": "<= -10", "webp": "<= -5",
                                  "bls2017_published": "<= +10"},
         "max_encode_seconds": max((p["encode_seconds"] for p in ours), default=None),
         "max_decode_seconds": max((p["decode_seconds"] for p in ours), default=None),
+        "target_seconds_per_image": 0.5,
         "rdpipe": ours, "baselines": baselines,
-        "reference_note": "bls2017_published is the closest machine-readable published curve of "
-                          "the model family (bmshj2018 factorized, see "
-                          "benchmarks/reference/kodak_published.json)",
+        "units": {"bpp": "bits per pixel (actual bytes)", "psnr": "dB, RGB, peak 255",
+                  "ms_ssim": "tf.image.ssim_multiscale (linear); BD-rate in dB",
+                  "bd_rate": "percent, negative = rdpipe needs fewer bits; null = curves do "
+                             "not overlap in quality or < 4 points",
+                  "seconds": "mean per Kodak image, one image per call, after a warm-up"},
+        "training": training_summaries(model_dirs),
+        "reference": "benchmarks/reference/kodak_published.json (sources cited there)",
         "images": len(images), "command": "make bench-kodak",
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(bd_psnr, bd_ssim, ours))
-    plot({"rdpipe": ours, **baselines}, {"bls2017 family (published)": curves["bls2017_published"],
-                                         "CompressAI factorized": curves["compressai_factorized"]},
-         out.with_suffix(".png"))
-    print(markdown(bd_psnr, bd_ssim, ours))
+    table = rd_report.markdown_report(bd_psnr, bd_ssim, ours)
+    out.with_suffix(".md").write_text(table)
+    figures.image_rd_plot({"rdpipe (bls2017)": ours, **fronts}, out.with_suffix(".png"),
+                          reference, title=f"Kodak ({len(images)} images)")
+    print(table)
     print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
 

@@ -11,6 +11,9 @@ import numpy as np
 from pipelines.cli_common import CliError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+# Published Kodak R-D curves (sources cited in the file), drawn and BD-rated by `rdpipe eval`.
+KODAK_REFERENCE = (Path(__file__).resolve().parents[1] / "benchmarks" / "reference"
+                   / "kodak_published.json")
 
 
 def _pyplot():
@@ -39,49 +42,60 @@ def cmd_train_images(args) -> None:
 
 # ---------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> None:
-    from codec import image_eval  # pylint: disable=import-outside-toplevel
+    from codec import image_eval, rd_report  # pylint: disable=import-outside-toplevel
+    from pipelines import figures  # pylint: disable=import-outside-toplevel
     images = image_eval.load_images(args.images, args.limit)
     print(f"{len(images)} images from {args.images}", file=sys.stderr)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     results = {}
     if args.models:
-        points = [image_eval.evaluate_model(m, images,
-                                            progress=lambda line: print(line, file=sys.stderr))
-                  for m in args.models]
+        points = [image_eval.evaluate_model(m, images, progress=log) for m in args.models]
         results["rdpipe"] = {"points": [p._asdict() for p in points],
                              "front": [p._asdict() for p in image_eval.pareto_front(points)]}
     for codec in args.codec:
-        points = image_eval.evaluate(codec, images,
-                                     progress=lambda line: print(line, file=sys.stderr))
+        points = image_eval.evaluate(codec, images, progress=log)
         results[codec] = {"points": [p._asdict() for p in points],
                           "front": [p._asdict() for p in image_eval.pareto_front(points)]}
+    reference = _reference_curves(args)
+    report = {"images": str(args.images), "count": len(images),
+              "units": {"bpp": "bits per pixel (actual bytes)", "psnr": "dB, RGB, peak 255",
+                        "ms_ssim": "tf.image.ssim_multiscale (linear); BD-rate in dB",
+                        "bd_rate": "percent, negative = rdpipe needs fewer bits"},
+              "codecs": results}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"images": str(args.images), "count": len(images),
-                                  "units": {"bpp": "bits per pixel (actual bytes)",
-                                            "psnr": "dB, RGB, peak 255",
-                                            "ms_ssim": "tf.image.ssim_multiscale"},
-                                  "codecs": results}, indent=2) + "\n")
-    plot_rd(results, output.with_suffix(".png"))
-    print(f"wrote {output} and {output.with_suffix('.png')}")
+    if args.models:
+        curves = {codec: results[codec]["front"] for codec in args.codec}
+        bd_psnr, bd_ssim = rd_report.bd_rate_table(results["rdpipe"]["points"],
+                                                   {**curves, **reference})
+        report.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_ssim)
+        table = rd_report.markdown_report(bd_psnr, bd_ssim, results["rdpipe"]["points"])
+        output.with_suffix(".md").write_text(table)
+        print(table)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    figures.image_rd_plot({codec: result["front"] for codec, result in results.items()},
+                          output.with_suffix(".png"), reference,
+                          title=f"{len(images)} images from {Path(args.images).name}")
+    written = [output, output.with_suffix(".png")] + ([output.with_suffix(".md")]
+                                                      if args.models else [])
+    print("wrote " + ", ".join(map(str, written)))
 
 
-def plot_rd(results: dict, path: Path) -> None:
-    """bpp vs PSNR and bpp vs MS-SSIM (dB: −10·log10(1 − MS-SSIM)), one curve per codec."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for codec, result in results.items():
-        front = result["front"]
-        bpp = [p["bpp"] for p in front]
-        axes[0].plot(bpp, [p["psnr"] for p in front], "o-", label=codec)
-        axes[1].plot(bpp, [-10 * np.log10(max(1 - p["ms_ssim"], 1e-10)) for p in front], "o-",
-                     label=codec)
-    axes[0].set(xlabel="bits per pixel", ylabel="PSNR (dB)", title="PSNR")
-    axes[1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="MS-SSIM")
-    for ax in axes:
-        ax.grid(alpha=.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def _reference_curves(args) -> dict:
+    """Published curves to compare with: `--reference FILE`, or the Kodak curves when the
+    images are the Kodak set (they mean nothing on other images); `--reference none`: none."""
+    from codec import rd_report  # pylint: disable=import-outside-toplevel
+    if args.reference == "none":
+        return {}
+    if args.reference:
+        path = Path(args.reference)
+    elif Path(args.images).resolve() == KODAK.resolve():
+        path = KODAK_REFERENCE
+    else:
+        return {}
+    if not path.is_file():
+        raise CliError(f"--reference {path}: no such file")
+    return rd_report.load_published_curves(path)
 
 
 # ---------------------------------------------------------------------------- svd-report
@@ -164,7 +178,12 @@ def add_image_parsers(sub) -> None:
                    help="exported image-codec SavedModels (e.g. one per λ) to evaluate")
     p.add_argument("--images", default=str(KODAK))
     p.add_argument("--limit", type=int, default=None, help="first N images only")
-    p.add_argument("--output", default="eval/rd.json")
+    p.add_argument("--output", default="eval/rd.json",
+                   help="JSON; the R-D plot (.png) and, with --models, the BD-rate table "
+                        "(.md) are written beside it")
+    p.add_argument("--reference", help="published curves (JSON like benchmarks/reference/"
+                                       "kodak_published.json); default: those for Kodak when "
+                                       "--images is Kodak; 'none' to skip")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train-images", help="train the Ballé 2017 image codec on a folder "

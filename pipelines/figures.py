@@ -89,6 +89,32 @@ def rd_plot(points: Sequence[dict], path: str | Path, title: str = "MNIST rate�
     return _save(fig, path)
 
 
+def image_rd_plot(measured: dict[str, Sequence[dict]], path: str | Path,
+                  reference: dict[str, Sequence[dict]] | None = None,
+                  title: str = "") -> Path:
+    """PSNR and MS-SSIM (dB: −10·log10(1 − MS-SSIM)) vs bpp side by side: measured curves as
+    solid lines with markers, published reference curves dashed. Points need bpp, psnr and
+    (for the right panel) ms_ssim."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    series = [(name, points, "o-") for name, points in measured.items()]
+    series += [(name, points, "--") for name, points in (reference or {}).items()]
+    for name, points, style in series:
+        points = sorted(points, key=lambda p: p["bpp"])
+        bpp = [p["bpp"] for p in points]
+        axes[0].plot(bpp, [p["psnr"] for p in points], style, label=name, markersize=4)
+        if all("ms_ssim" in p for p in points):
+            axes[1].plot(bpp, [-10 * np.log10(max(1 - p["ms_ssim"], 1e-10)) for p in points],
+                         style, label=name, markersize=4)
+    upper = max((p["bpp"] for _, points, _ in series for p in points), default=1.0)
+    for ax, ylabel in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM (dB)")):
+        ax.set(xlabel="bits per pixel (actual bytes)", ylabel=ylabel, xlim=(0, min(upper, 2.5)))
+        ax.grid(alpha=.3)
+        ax.legend(fontsize="x-small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    return _save(fig, path)
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

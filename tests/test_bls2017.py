@@ -132,8 +132,20 @@ def test_train_images_cli_and_eval_of_the_model(tmp_path):
     out = tmp_path / "rd.json"
     assert main(["eval", "--models", str(model), "--codec", "jpeg", "--images", str(evaluation),
                  "--output", str(out)]) == 0
-    point = json.loads(out.read_text())["codecs"]["rdpipe"]["points"][0]
+    report = json.loads(out.read_text())
+    point = report["codecs"]["rdpipe"]["points"][0]
     assert point["bpp"] > 0 and point["encode_seconds"] > 0 and point["decode_seconds"] > 0
+    assert report["bd_rate_psnr"] == {"jpeg": None}     # one model: no curve to BD-rate yet
+    # On (the first 2) Kodak images the published Kodak curves join the table and the plot.
+    kodak_out = tmp_path / "kodak.json"
+    assert main(["eval", "--models", str(model), "--codec", "jpeg", "--images", str(kodak),
+                 "--limit", "2", "--output", str(kodak_out)]) == 0
+    report = json.loads(kodak_out.read_text())
+    assert report["count"] == 2
+    assert set(report["bd_rate_psnr"]) == {"jpeg", "bls2017_published",
+                                           "compressai_bmshj2018_factorized"}
+    assert "bls2017_published" in kodak_out.with_suffix(".md").read_text()
+    assert kodak_out.with_suffix(".png").stat().st_size > 10_000
     assert main(["train-images", "--train-dir", str(tmp_path / "none"), "--output",
                  str(tmp_path / "m2")]) == 2
     # Warm start (λ sweep fine-tuning): a new λ starts from the trained weights, not from a

@@ -1,0 +1,71 @@
+"""Rate–distortion reports: BD-rate tables of a learned codec against baselines and published
+curves, and their markdown form. Shared by `rdpipe eval` and `make bench-kodak`.
+
+A curve is a list of operating points, dicts with `bpp` (bits per pixel of actual bytes),
+`psnr` (dB, RGB, 0–255 peak) and optionally `ms_ssim` (linear, in [0, 1]).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from codec.image_eval import bd_rate
+
+Curve = list[dict]
+
+
+def ms_ssim_db(ms_ssim: float) -> float:
+    """MS-SSIM in dB, −10·log10(1 − MS-SSIM), as TFC's published results plot it."""
+    return float(-10 * np.log10(max(1 - ms_ssim, 1e-10)))
+
+
+def load_published_curves(path: str | Path) -> dict[str, Curve]:
+    """The curves of a reference file like benchmarks/reference/kodak_published.json
+    (`curves.NAME.bpp / psnr / ms_ssim` as parallel lists)."""
+    curves = json.loads(Path(path).read_text())["curves"]
+    out = {}
+    for name, curve in curves.items():
+        ms_ssim = curve.get("ms_ssim") or [None] * len(curve["bpp"])
+        out[name] = [{"bpp": b, "psnr": p, **({"ms_ssim": s} if s is not None else {})}
+                     for b, p, s in zip(curve["bpp"], curve["psnr"], ms_ssim)]
+    return out
+
+
+def _bd_rate_or_none(reference: list[tuple[float, float]],
+                     test: list[tuple[float, float]]) -> float | None:
+    try:
+        return bd_rate(reference, test)
+    except ValueError:            # < 4 points, or the curves do not overlap in quality
+        return None
+
+
+def bd_rate_table(ours: Curve, curves: dict[str, Curve]) -> tuple[dict, dict]:
+    """BD-rate (percent, negative = `ours` needs fewer bits) of `ours` against every curve, in
+    PSNR and in MS-SSIM dB. None where it cannot be computed (fewer than 4 points, no overlap
+    in quality, or no MS-SSIM in the reference)."""
+    ours_psnr = [(p["bpp"], p["psnr"]) for p in ours]
+    ours_ssim = [(p["bpp"], ms_ssim_db(p["ms_ssim"])) for p in ours]
+    psnr, ssim = {}, {}
+    for name, points in curves.items():
+        psnr[name] = _bd_rate_or_none([(p["bpp"], p["psnr"]) for p in points], ours_psnr)
+        ssim[name] = (_bd_rate_or_none([(p["bpp"], ms_ssim_db(p["ms_ssim"])) for p in points],
+                                       ours_ssim)
+                      if all("ms_ssim" in p for p in points) else None)
+    return psnr, ssim
+
+
+def markdown_report(bd_psnr: dict, bd_ssim: dict, ours: Curve) -> str:
+    """Two markdown tables: BD-rate against each curve, and the learned codec's points."""
+    def percent(value):
+        return "n/a" if value is None else f"{value:+.1f} %"
+    lines = ["| rdpipe vs | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|"]
+    lines += [f"| {name} | {percent(bd_psnr[name])} | {percent(bd_ssim.get(name))} |"
+              for name in bd_psnr]
+    lines += ["", "| model | bpp | PSNR (dB) | MS-SSIM | encode (s/image) | decode (s/image) |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {p['parameter']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | "
+              f"{p['encode_seconds']:.2f} | {p['decode_seconds']:.2f} |"
+              for p in sorted(ours, key=lambda p: p["bpp"])]
+    return "\n".join(lines) + "\n"

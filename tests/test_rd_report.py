@@ -1,0 +1,48 @@
+"""BD-rate tables and the published Kodak reference curves (codec/rd_report.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codec import rd_report
+
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / \
+    "kodak_published.json"
+
+
+def _shifted(curve, factor):
+    return [{**p, "bpp": p["bpp"] * factor, "parameter": i, "encode_seconds": .1,
+             "decode_seconds": .2} for i, p in enumerate(curve)]
+
+
+def test_published_curves_are_complete_and_agree_with_each_other():
+    curves = rd_report.load_published_curves(REFERENCE)
+    bls2017 = curves["bls2017_published"]
+    assert len(bls2017) == 8 and all("ms_ssim" in p for p in bls2017)
+    assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(bls2017, bls2017[1:]))
+    # CompressAI's re-implementation of the same model family is within a few percent of it.
+    psnr, _ = rd_report.bd_rate_table(curves["compressai_bmshj2018_factorized"],
+                                      {"bls2017": bls2017})
+    assert abs(psnr["bls2017"]) < 10
+
+
+def test_bd_rate_table_of_a_curve_at_80_percent_of_the_rate():
+    bls2017 = rd_report.load_published_curves(REFERENCE)["bls2017_published"]
+    ours = _shifted(bls2017, .8)
+    no_ssim = [{"bpp": p["bpp"], "psnr": p["psnr"]} for p in bls2017]
+    far = [{**p, "psnr": p["psnr"] + 100} for p in bls2017]       # no overlap in quality
+    psnr, ssim = rd_report.bd_rate_table(ours, {"ref": bls2017, "no_ssim": no_ssim, "far": far})
+    assert psnr["ref"] == pytest.approx(-20, abs=1e-6)
+    assert ssim["ref"] == pytest.approx(-20, abs=1e-6)
+    assert psnr["no_ssim"] == pytest.approx(-20, abs=1e-6) and ssim["no_ssim"] is None
+    assert psnr["far"] is None
+    table = rd_report.markdown_report(psnr, ssim, ours)
+    assert "| ref | -20.0 % | -20.0 % |" in table and "| far | n/a |" in table
+    model_rows = [line for line in table.splitlines() if line[2:3].isdigit()]
+    assert len(model_rows) == len(ours)
+
+
+def test_ms_ssim_db_matches_tfc_convention():
+    assert rd_report.ms_ssim_db(.99) == pytest.approx(20.)
+    assert rd_report.ms_ssim_db(1.) == pytest.approx(100.)
