@@ -154,7 +154,11 @@ def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
         keras.utils.set_random_seed(config.seed)
     if images is None:
         images = load_image_folder(config.train_dir, config.channels)
-    train = random_crops(images, config.patch_size, config.seed).batch(config.batch_size)
+    # A resumed run draws new crops rather than replaying the first epochs' crops.
+    latest = tf.train.latest_checkpoint(str(output_dir / "checkpoints"))
+    crop_seed = None if config.seed is None else \
+        config.seed + (int(latest.rsplit("-", 1)[-1]) if latest else 0)
+    train = random_crops(images, config.patch_size, crop_seed).batch(config.batch_size)
     train = train.prefetch(2)
     trainer = build_image_trainer(config)
     if config.init_from:
