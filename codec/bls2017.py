@@ -20,7 +20,7 @@ from codec import svd
 from codec.coders import DEFAULT_CODER
 from codec.deep_factorized import DeepFactorizedParameters
 from codec.entropy_models import EntropyModel
-from codec.framing import add_image_shape, split_image_shape
+from codec.framing import MAX_PIXELS, add_image_shape, split_image_shape
 from codec.gdn import GDN
 
 DOWNSAMPLING = 16
@@ -137,8 +137,15 @@ class ImageCodec(tf.Module):
         self.svd = svd.svd_signatures()
 
     def _compress(self, images):
-        x = tf.cast(images, tf.float32) / 255.
-        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        # Checked before the transform: a too-large image fails fast instead of exhausting
+        # memory in the convolutions.
+        with tf.control_dependencies([tf.debugging.Assert(
+                tf.cast(height, tf.int64) * tf.cast(width, tf.int64) <= MAX_PIXELS,
+                [f"rdpipe: images larger than {MAX_PIXELS} pixels (4096×4096) are refused (the "
+                 "decoder's memory bound); split them into tiles. Got height, width:",
+                 height, width])]):
+            x = tf.cast(images, tf.float32) / 255.
         y = self.analysis_transform(_replicate_pad(x, DOWNSAMPLING))
         _, bits = self.entropy_model(y, training=False)
         strings = add_image_shape(self.entropy_model.compress(y), height, width)

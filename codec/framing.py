@@ -11,6 +11,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 MAX_DIMENSION = 65535           # image height/width limit: ≤ 3 varint bytes each
+# height·width limit: bounds what a string can make a decoder allocate (a 4096×4096 image peaks
+# near 5 GB in the N = 128 Ballé model; 4000×3000 measured 2.8 GB), so that a corrupt or hostile
+# header gets ok=False instead of an out-of-memory kill.
+MAX_PIXELS = 4096 * 4096
 _VARINT_BYTES = 3
 _BYTE_STRINGS = [bytes([i]) for i in range(256)]
 
@@ -36,13 +40,16 @@ def _varint(value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 def add_image_shape(strings: tf.Tensor, height, width) -> tf.Tensor:
     """`string[B]` (format byte + payload) → format byte + varint(height) + varint(width) +
-    payload. `height`/`width`: int scalars or `[B]`, each in [1, 65535] (checked)."""
+    payload. `height`/`width`: int scalars or `[B]`, each in [1, 65535], and height·width ≤
+    MAX_PIXELS (checked)."""
     strings = tf.convert_to_tensor(strings, tf.string)
     batch = tf.shape(strings)[:1]
     dims = [tf.broadcast_to(tf.cast(d, tf.int64), batch) for d in (height, width)]
     with tf.control_dependencies([tf.debugging.Assert(
-            tf.reduce_all([(d >= 1) & (d <= MAX_DIMENSION) for d in dims]),
-            ["rdpipe: image height and width must be in [1, 65535]"])]):
+            tf.reduce_all([(d >= 1) & (d <= MAX_DIMENSION) for d in dims]
+                          + [dims[0] * dims[1] <= MAX_PIXELS]),
+            [f"rdpipe: image height and width must be in [1, {MAX_DIMENSION}] and "
+             f"height·width ≤ {MAX_PIXELS} pixels"])]):
         encoded = [_varint(d) for d in dims]
     shape_bytes = bytes_to_strings(tf.concat([e[0] for e in encoded], 1),
                                    tf.concat([e[1] for e in encoded], 1))
@@ -94,7 +101,8 @@ def split_image_shape(strings: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tens
     header = 1 + height_length + width_length
     ok = (height_ok & width_ok & (lengths >= header)
           & (height >= 1) & (height <= MAX_DIMENSION)
-          & (width_value >= 1) & (width_value <= MAX_DIMENSION))
+          & (width_value >= 1) & (width_value <= MAX_DIMENSION)
+          & (height * width_value <= MAX_PIXELS))
     rest = tf.strings.join([tf.strings.substr(strings, tf.zeros_like(lengths), tf.minimum(lengths, 1)),
                             _tail(strings, header)])
     rest = tf.where(ok, rest, tf.zeros_like(rest))

@@ -95,6 +95,21 @@ def test_corrupt_or_mixed_size_strings_are_refused(tiny_codec):
                 tiny_codec.decompress(tf.constant([string]))
 
 
+def test_pixel_limit_is_a_clear_error_and_headers_beyond_it_are_refused(tiny_codec):
+    """Images above MAX_PIXELS fail before any transform runs; a header claiming a larger image
+    (which would make the decoder allocate gigabytes) is refused without decoding."""
+    from codec.framing import MAX_PIXELS
+    too_big = np.zeros((1, 4097, 4096, 3), np.uint8)
+    assert too_big.shape[1] * too_big.shape[2] > MAX_PIXELS
+    with pytest.raises(tf.errors.InvalidArgumentError, match="split them into tiles"):
+        tiny_codec.compress(too_big)
+    good = tiny_codec.compress(np.zeros((1, 20, 20, 3), np.uint8))["strings"].numpy()[0]
+    # format byte, varint(4097) = 0x81 0x20, varint(4096) = 0x80 0x20, then the payload.
+    hostile = good[:1] + bytes([0x81, 0x20, 0x80, 0x20]) + good[3:]
+    out = tiny_codec.decompress_unchecked(tf.constant([hostile]))
+    assert not bool(out["sanity_ok"].numpy()[0]) and out["images"].shape[1:3] == (1, 1)
+
+
 def test_export_reload_round_trip(tiny_codec, tmp_path):
     tf.saved_model.save(tiny_codec, str(tmp_path), signatures=tiny_codec.signatures())
     loaded = tf.saved_model.load(str(tmp_path))
