@@ -1,9 +1,10 @@
 """Kodak benchmark of the Ballé 2017 codec against classical codecs and published curves.
 
 1. Trains one model per λ (`--lambdas`) on ../shared/data/photos-train, sized for the CPU
-   budget: the `--anchor` λ from scratch for `--epochs` × `--steps-per-epoch` steps of
-   `--batch-size` × `--patch-size`² crops, every other λ warm-started from it for
-   `--finetune-epochs`; models already trained under `--models-dir` resume or are reused.
+   budget: an anchor model at λ = `--anchor` from scratch for `--epochs` × `--steps-per-epoch`
+   steps of `--batch-size` × `--patch-size`² crops, then every λ of the sweep warm-started from
+   it for `--finetune-epochs`; models already trained under `--models-dir` resume or are
+   reused.
 2. Evaluates every model on all 24 Kodak images (actual bytes, RGB PSNR, MS-SSIM, encode and
    decode seconds per image) and JPEG, JPEG 2000, WebP, AVIF at Pillow quality sweeps.
 3. BD-rate (PSNR and MS-SSIM dB) of rdpipe against each baseline and the published curves in
@@ -12,7 +13,7 @@
 Writes benchmarks/results/kodak.json (top-level `bd_rate_psnr` with keys jpeg, jpeg2000, webp,
 avif, bls2017_published — percent; null where the curves do not overlap or there are < 4
 models), kodak.md (tables) and kodak.png (R-D plots). Run: `make bench-kodak` (0.6–0.75 s per
-step at 128² patches on 2 cores: ~45 min for the anchor's 4,000 steps, ~22 min for each other
+step at 128² patches on 2 cores: ~45 min for the anchor's 4,000 steps, ~22 min for each λ's
 λ's 2,000).
 """
 from __future__ import annotations
@@ -42,31 +43,34 @@ BASELINES = ("jpeg", "jpeg2000", "webp", "avif")
 
 
 def train_models(args) -> list[Path]:
-    """Trains the `--anchor` λ from scratch for `--epochs`, then every other λ for
-    `--finetune-epochs` warm-started from the anchor (all at the same step budget from scratch
-    does not fit ~1 h per λ on 2 cores). `--anchor 0` trains every λ from scratch."""
+    """Trains an anchor model at λ = `--anchor` from scratch for `--epochs` (under
+    `anchor_lmbda_<λ>`), then every λ of the sweep for `--finetune-epochs` warm-started from it
+    (`lmbda_<λ>`): a cold start per λ at the same total step count does not fit ~1 h per λ
+    on 2 cores. `--anchor 0` trains every λ from scratch for `--epochs` instead."""
     from codec.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
-    anchor = args.anchor if args.anchor in args.lambdas else None
-    order = sorted(args.lambdas, key=lambda lmbda: lmbda != anchor)   # anchor first
-    dirs = {}
-    for lmbda in order:
-        out = Path(args.models_dir) / f"lmbda_{lmbda:g}"
-        warm = anchor is not None and lmbda != anchor
-        epochs = args.finetune_epochs if warm else args.epochs
+
+    def train(lmbda: float, out: Path, epochs: int, init_from: Path | None) -> Path:
         summary_file = out / "summary.json"
-        done = summary_file.exists() and json.loads(summary_file.read_text())["config"][
-            "epochs"] >= epochs
-        if not done:
-            print(f"training λ={lmbda:g} → {out}" + (f" (warm start from λ={anchor:g})"
-                                                      if warm else ""), flush=True)
-            config = ImageTrainConfig(
-                lmbda=lmbda, filters=args.filters, patch_size=args.patch_size,
-                batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-                epochs=epochs, learning_rate=args.learning_rate, train_dir=str(PHOTOS),
-                init_from=str(dirs[anchor]) if warm else "")
-            train_image_codec(config, out)
-        dirs[lmbda] = out
-    return [dirs[lmbda] for lmbda in sorted(args.lambdas)]
+        if summary_file.exists() and json.loads(summary_file.read_text())["config"][
+                "epochs"] >= epochs:
+            return out
+        print(f"training λ={lmbda:g} → {out}" + (f" (warm start from {init_from.name})"
+                                                  if init_from else ""), flush=True)
+        config = ImageTrainConfig(
+            lmbda=lmbda, filters=args.filters, patch_size=args.patch_size,
+            batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=epochs,
+            learning_rate=args.learning_rate, train_dir=str(PHOTOS),
+            init_from=str(init_from) if init_from else "")
+        train_image_codec(config, out)
+        return out
+
+    root = Path(args.models_dir)
+    anchor = None
+    if args.anchor > 0:
+        anchor = train(args.anchor, root / f"anchor_lmbda_{args.anchor:g}", args.epochs, None)
+    return [train(lmbda, root / f"lmbda_{lmbda:g}",
+                  args.finetune_epochs if anchor else args.epochs, anchor)
+            for lmbda in sorted(args.lambdas)]
 
 
 def training_summaries(model_dirs: list[Path]) -> list[dict]:
@@ -100,8 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the anchor λ")
     parser.add_argument("--anchor", type=float, default=.01,
-                        help="λ trained from scratch; the others warm-start from it (0: all "
-                             "from scratch)")
+                        help="λ of the anchor model trained from scratch; every λ of the sweep "
+                             "warm-starts from it (0: every λ from scratch)")
     parser.add_argument("--finetune-epochs", type=int, default=10,
                         help="epochs of each warm-started λ")
     parser.add_argument("--learning-rate", type=float, default=2e-4)
@@ -112,7 +116,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.no_train:
-        model_dirs = sorted(p for p in Path(args.models_dir).iterdir()
+        model_dirs = sorted(p for p in Path(args.models_dir).glob("lmbda_*")
                             if (p / "saved_model" / "saved_model.pb").exists())
     else:
         model_dirs = train_models(args)
