@@ -20,12 +20,13 @@ from PIL import Image
 
 from codec import svd_codec
 
-# Operating points per codec: enough to draw a curve from ~0.1 to ~2 bpp on Kodak.
+# Operating points per codec: a curve from each codec's lowest useful quality (≈ 24–26 dB on
+# Kodak, so that low-rate learned models overlap it for BD-rate) to ~2 bpp.
 DEFAULT_POINTS = {
     "jpeg": [5, 10, 20, 30, 50, 70, 85, 95],                          # Pillow quality
-    "jpeg2000": [200, 100, 50, 30, 20, 12, 8],                        # compression ratio
-    "webp": [5, 15, 30, 50, 70, 85, 95],                              # Pillow quality
-    "avif": [10, 25, 40, 55, 70, 85],                                 # Pillow quality
+    "jpeg2000": [400, 300, 200, 100, 50, 30, 20, 12, 8],              # compression ratio
+    "webp": [0, 2, 5, 15, 30, 50, 70, 85, 95],                        # Pillow quality
+    "avif": [0, 10, 25, 40, 55, 70, 85],                              # Pillow quality
     "svd": [(r, s) for r in (4, 8, 16, 32, 64) for s in (.5, 1.)],   # (rank, step Δ)
 }
 
@@ -180,19 +181,34 @@ def load_images(folder, limit: int | None = None) -> list[np.ndarray]:
 
 def bd_rate(reference: list[tuple[float, float]], test: list[tuple[float, float]]) -> float:
     """Bjøntegaard delta rate (percent) of `test` against `reference`, each a list of
-    (bpp, quality) points (quality: PSNR dB, or MS-SSIM in dB). Cubic fits of log(rate) as a
-    function of quality, integrated over the overlapping quality interval (VCEG-M33); negative
-    means `test` needs fewer bits for the same quality. Needs ≥ 4 points per curve."""
+    (bpp, quality) points (quality: PSNR dB, or MS-SSIM in dB): the mean difference of
+    log(rate) as a function of quality over the overlapping quality interval (VCEG-M33);
+    negative means `test` needs fewer bits for the same quality. Needs ≥ 4 points per curve,
+    each rising in both rate and quality (take a Pareto front first).
+
+    log(rate) is interpolated piecewise-cubically (PCHIP, as later BD tools do) rather than by
+    VCEG-M33's single cubic polynomial, which overshoots on unevenly spaced points."""
+    from scipy.interpolate import PchipInterpolator  # pylint: disable=import-outside-toplevel
     if len(reference) < 4 or len(test) < 4:
         raise ValueError("BD-rate needs at least 4 rate–quality points per curve")
-    fits, ranges = [], []
+    curves = []
     for points in (reference, test):
+        points = sorted(points, key=lambda p: p[1])
         rate = np.log(np.array([p[0] for p in points], np.float64))
         quality = np.array([p[1] for p in points], np.float64)
-        fits.append(np.polyint(np.polyfit(quality, rate, 3)))
-        ranges.append((quality.min(), quality.max()))
-    low, high = max(r[0] for r in ranges), min(r[1] for r in ranges)
+        if np.any(np.diff(quality) <= 0) or np.any(np.diff(rate) <= 0):
+            raise ValueError("BD-rate needs curves rising in both rate and quality "
+                             "(take the Pareto front)")
+        curves.append((PchipInterpolator(quality, rate), quality.min(), quality.max()))
+    low, high = quality_overlap(reference, test)
     if not low < high:
         raise ValueError("the two curves do not overlap in quality")
-    areas = [np.polyval(fit, high) - np.polyval(fit, low) for fit in fits]
+    areas = [curve.integrate(low, high) for curve, _, _ in curves]
     return float((np.exp((areas[1] - areas[0]) / (high - low)) - 1) * 100)
+
+
+def quality_overlap(reference: list[tuple[float, float]],
+                    test: list[tuple[float, float]]) -> tuple[float, float]:
+    """(low, high) quality interval both curves cover; low ≥ high when they do not overlap."""
+    return (max(min(p[1] for p in reference), min(p[1] for p in test)),
+            min(max(p[1] for p in reference), max(p[1] for p in test)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.image_eval import bd_rate
+from codec.image_eval import bd_rate, quality_overlap
 
 Curve = list[dict]
 
@@ -33,36 +33,59 @@ def load_published_curves(path: str | Path) -> dict[str, Curve]:
     return out
 
 
+def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (bpp, quality) points no other point beats in both (sorted by bpp): BD-rate needs
+    curves rising in both, and a dominated operating point is one nobody would choose."""
+    front, best = [], -np.inf
+    for rate, quality in sorted(points, key=lambda p: (p[0], -p[1])):
+        if quality > best:
+            front.append((rate, quality))
+            best = quality
+    return front
+
+
 def _bd_rate_or_none(reference: list[tuple[float, float]],
                      test: list[tuple[float, float]]) -> float | None:
     try:
-        return bd_rate(reference, test)
+        return bd_rate(_front(reference), _front(test))
     except ValueError:            # < 4 points, or the curves do not overlap in quality
         return None
 
 
-def bd_rate_table(ours: Curve, curves: dict[str, Curve]) -> tuple[dict, dict]:
+def bd_rate_table(ours: Curve, curves: dict[str, Curve]) -> tuple[dict, dict, dict]:
     """BD-rate (percent, negative = `ours` needs fewer bits) of `ours` against every curve, in
-    PSNR and in MS-SSIM dB. None where it cannot be computed (fewer than 4 points, no overlap
-    in quality, or no MS-SSIM in the reference)."""
+    PSNR and in MS-SSIM dB, each computed on the Pareto fronts of both curves. None where it
+    cannot be computed (fewer than 4 front points, no overlap in quality, or no MS-SSIM in the
+    reference). Third result: the PSNR interval (dB) each BD-rate averages over — a BD-rate
+    over a sliver of overlap says little."""
     ours_psnr = [(p["bpp"], p["psnr"]) for p in ours]
     ours_ssim = [(p["bpp"], ms_ssim_db(p["ms_ssim"])) for p in ours]
-    psnr, ssim = {}, {}
+    psnr, ssim, overlap = {}, {}, {}
     for name, points in curves.items():
-        psnr[name] = _bd_rate_or_none([(p["bpp"], p["psnr"]) for p in points], ours_psnr)
+        reference = [(p["bpp"], p["psnr"]) for p in points]
+        psnr[name] = _bd_rate_or_none(reference, ours_psnr)
+        low, high = quality_overlap(reference, ours_psnr)
+        overlap[name] = [round(low, 2), round(high, 2)] if low < high else None
         ssim[name] = (_bd_rate_or_none([(p["bpp"], ms_ssim_db(p["ms_ssim"])) for p in points],
                                        ours_ssim)
                       if all("ms_ssim" in p for p in points) else None)
-    return psnr, ssim
+    return psnr, ssim, overlap
 
 
-def markdown_report(bd_psnr: dict, bd_ssim: dict, ours: Curve) -> str:
-    """Two markdown tables: BD-rate against each curve, and the learned codec's points."""
+def markdown_report(bd_psnr: dict, bd_ssim: dict, ours: Curve,
+                    overlap: dict | None = None) -> str:
+    """Two markdown tables: BD-rate against each curve (with the PSNR interval it averages
+    over), and the learned codec's points."""
     def percent(value):
         return "n/a" if value is None else f"{value:+.1f} %"
-    lines = ["| rdpipe vs | BD-rate (PSNR) | BD-rate (MS-SSIM dB) |", "|---|---|---|"]
-    lines += [f"| {name} | {percent(bd_psnr[name])} | {percent(bd_ssim.get(name))} |"
-              for name in bd_psnr]
+
+    def interval(name):
+        span = (overlap or {}).get(name)
+        return "none" if span is None else f"{span[0]:.2f}–{span[1]:.2f}"
+    lines = ["| rdpipe vs | BD-rate (PSNR) | over PSNR (dB) | BD-rate (MS-SSIM dB) |",
+             "|---|---|---|---|"]
+    lines += [f"| {name} | {percent(bd_psnr[name])} | {interval(name)} | "
+              f"{percent(bd_ssim.get(name))} |" for name in bd_psnr]
     lines += ["", "| model | bpp | PSNR (dB) | MS-SSIM | encode (s/image) | decode (s/image) |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {p['parameter']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | "

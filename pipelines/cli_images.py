@@ -66,10 +66,12 @@ def cmd_eval(args) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.models:
         curves = {codec: results[codec]["front"] for codec in args.codec}
-        bd_psnr, bd_ssim = rd_report.bd_rate_table(results["rdpipe"]["points"],
-                                                   {**curves, **reference})
-        report.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_ssim)
-        table = rd_report.markdown_report(bd_psnr, bd_ssim, results["rdpipe"]["points"])
+        bd_psnr, bd_ssim, overlap = rd_report.bd_rate_table(results["rdpipe"]["points"],
+                                                            {**curves, **reference})
+        report.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_ssim,
+                      bd_rate_psnr_interval_db=overlap)
+        table = rd_report.markdown_report(bd_psnr, bd_ssim, results["rdpipe"]["points"],
+                                          overlap)
         output.with_suffix(".md").write_text(table)
         print(table)
     output.write_text(json.dumps(report, indent=2) + "\n")

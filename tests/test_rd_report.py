@@ -22,7 +22,7 @@ def test_published_curves_are_complete_and_agree_with_each_other():
     assert len(bls2017) == 8 and all("ms_ssim" in p for p in bls2017)
     assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(bls2017, bls2017[1:]))
     # CompressAI's re-implementation of the same model family is within a few percent of it.
-    psnr, _ = rd_report.bd_rate_table(curves["compressai_bmshj2018_factorized"],
+    psnr, _, _ = rd_report.bd_rate_table(curves["compressai_bmshj2018_factorized"],
                                       {"bls2017": bls2017})
     assert abs(psnr["bls2017"]) < 10
 
@@ -32,13 +32,17 @@ def test_bd_rate_table_of_a_curve_at_80_percent_of_the_rate():
     ours = _shifted(bls2017, .8)
     no_ssim = [{"bpp": p["bpp"], "psnr": p["psnr"]} for p in bls2017]
     far = [{**p, "psnr": p["psnr"] + 100} for p in bls2017]       # no overlap in quality
-    psnr, ssim = rd_report.bd_rate_table(ours, {"ref": bls2017, "no_ssim": no_ssim, "far": far})
+    dominated = {**ours[3], "bpp": ours[5]["bpp"], "parameter": 99}   # more bits, less PSNR
+    psnr, ssim, overlap = rd_report.bd_rate_table(
+        ours + [dominated], {"ref": bls2017, "no_ssim": no_ssim, "far": far})
     assert psnr["ref"] == pytest.approx(-20, abs=1e-6)
     assert ssim["ref"] == pytest.approx(-20, abs=1e-6)
     assert psnr["no_ssim"] == pytest.approx(-20, abs=1e-6) and ssim["no_ssim"] is None
-    assert psnr["far"] is None
-    table = rd_report.markdown_report(psnr, ssim, ours)
-    assert "| ref | -20.0 % | -20.0 % |" in table and "| far | n/a |" in table
+    assert psnr["far"] is None and overlap["far"] is None
+    assert overlap["ref"] == [26.78, 40.13]
+    table = rd_report.markdown_report(psnr, ssim, ours, overlap)
+    assert "| ref | -20.0 % | 26.78–40.13 | -20.0 % |" in table
+    assert "| far | n/a | none | -20.0 % |" in table     # its MS-SSIM does overlap
     model_rows = [line for line in table.splitlines() if line[2:3].isdigit()]
     assert len(model_rows) == len(ours)
 
@@ -46,3 +50,11 @@ def test_bd_rate_table_of_a_curve_at_80_percent_of_the_rate():
 def test_ms_ssim_db_matches_tfc_convention():
     assert rd_report.ms_ssim_db(.99) == pytest.approx(20.)
     assert rd_report.ms_ssim_db(1.) == pytest.approx(100.)
+
+
+def test_bd_rate_refuses_curves_that_do_not_rise_in_rate_and_quality():
+    from codec.image_eval import bd_rate
+    rising = [(.1, 25.), (.2, 27.), (.4, 29.), (.8, 31.)]
+    bent = [(.1, 25.), (.2, 27.), (.4, 26.5), (.8, 31.)]
+    with pytest.raises(ValueError, match="Pareto front"):
+        bd_rate(rising, bent)
