@@ -142,7 +142,7 @@ class ImageCodec(tf.Module):
         # memory in the convolutions.
         with tf.control_dependencies([tf.debugging.Assert(
                 tf.cast(height, tf.int64) * tf.cast(width, tf.int64) <= MAX_PIXELS,
-                [f"rdpipe: images larger than {MAX_PIXELS} pixels (4096×4096) are refused (the "
+                [f"rdpipe: images larger than {MAX_PIXELS} pixels (4096x4096) are refused (the "
                  "decoder's memory bound); split them into tiles. Got height, width:",
                  height, width])]):
             x = tf.cast(images, tf.float32) / 255.

@@ -48,8 +48,9 @@ def add_image_shape(strings: tf.Tensor, height, width) -> tf.Tensor:
     with tf.control_dependencies([tf.debugging.Assert(
             tf.reduce_all([(d >= 1) & (d <= MAX_DIMENSION) for d in dims]
                           + [dims[0] * dims[1] <= MAX_PIXELS]),
+            # ASCII only: TF prints assert messages as escaped bytes.
             [f"rdpipe: image height and width must be in [1, {MAX_DIMENSION}] and "
-             f"height·width ≤ {MAX_PIXELS} pixels"])]):
+             f"height*width <= {MAX_PIXELS} pixels"])]):
         encoded = [_varint(d) for d in dims]
     shape_bytes = bytes_to_strings(tf.concat([e[0] for e in encoded], 1),
                                    tf.concat([e[1] for e in encoded], 1))

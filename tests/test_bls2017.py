@@ -144,6 +144,14 @@ def test_train_images_cli_and_eval_of_the_model(tmp_path):
                  "--epochs", "1", "--output", str(model), "--quiet"]) == 0
     summary = json.loads((model / "summary.json").read_text())
     assert summary["steps_per_second"] > 0
+    # The trained export round-trips odd sizes (padding to 16 and the shape in the string).
+    exported = tf.saved_model.load(str(model / "saved_model"))
+    for shape in [(1, 1), (17, 33), (31, 16)]:
+        image = np.asarray(Image.open(kodak / "kodim03.png").convert("RGB"))[None, :shape[0],
+                                                                            :shape[1]]
+        strings = exported.signatures["compress"](images=tf.constant(image))["strings"]
+        decoded = exported.signatures["decompress"](strings=strings)["images"].numpy()
+        assert decoded.shape == image.shape and decoded.dtype == np.uint8
     out = tmp_path / "rd.json"
     assert main(["eval", "--models", str(model), "--codec", "jpeg", "--images", str(evaluation),
                  "--output", str(out)]) == 0

@@ -6,13 +6,14 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
-from codec.framing import add_image_shape, split_image_shape
+from codec.framing import MAX_PIXELS, add_image_shape, split_image_shape
 
 
 @settings(max_examples=60, deadline=None)
 @given(height=st.integers(1, 65535), width=st.integers(1, 65535),
        payloads=st.lists(st.binary(min_size=1, max_size=20), min_size=1, max_size=4))
 def test_shape_round_trips_and_costs_at_most_six_bytes(height, width, payloads):
+    width = min(width, MAX_PIXELS // height)       # within the pixel limit (tested below)
     framed = add_image_shape(payloads, height, width).numpy()
     rest, h, w, ok = split_image_shape(framed)
     assert ok.numpy().all()
@@ -21,6 +22,16 @@ def test_shape_round_trips_and_costs_at_most_six_bytes(height, width, payloads):
     size = sum(1 + (d >= 128) + (d >= 16384) for d in (height, width))
     assert all(len(f) == len(p) + size for f, p in zip(framed, payloads))
     assert framed[0][0] == payloads[0][0]          # the format byte stays first
+
+
+def test_the_pixel_limit_is_enforced_on_both_sides():
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"height\*width <= 16777216"):
+        add_image_shape([b"\x20abc"], 4097, 4096)
+    assert add_image_shape([b"\x20abc"], 4096, 4096).numpy()[0][1:5] == b"\x80\x20\x80\x20"
+    # 4097 × 4096 claimed by a header: varint(4097) = 81 20, varint(4096) = 80 20.
+    _, h, w, ok = split_image_shape([b"\x20\x81\x20\x80\x20abc", b"\x20\x80\x20\x80\x20abc"])
+    assert list(ok.numpy()) == [False, True]
+    assert (h.numpy()[0], w.numpy()[0]) == (1, 1) and (h.numpy()[1], w.numpy()[1]) == (4096, 4096)
 
 
 def test_kodak_shape_takes_four_bytes():
