@@ -154,6 +154,7 @@ def main(argv=None) -> int:
         from pipelines.cli_images import cmd_eval  # pylint: disable=import-outside-toplevel
         cmd_eval(argparse.Namespace(images=str(KODAK), limit=args.rd_images, models=[],
                                     codec=["svd", "jpeg", "jpeg2000", "webp", "avif"],
+                                    bd_codec="svd", reference="none",
                                     output=str(out.with_name("svd_rd.json"))))
     return 0
 

@@ -26,7 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 @dataclasses.dataclass
 class ImageTrainConfig:
     """Defaults sized for ~1 hour per λ on 2 CPU cores: 4,000 steps of 8 × 128² crops at
-    ~0.8 s/step (256² crops cost ~2.8 s/step; see README / bench-kodak)."""
+    0.6–0.75 s/step (256² crops cost ~2.8 s/step; see README / bench-kodak)."""
 
     lmbda: float = .01
     filters: int = 128

@@ -73,7 +73,7 @@ def bd_rate_table(ours: Curve, curves: dict[str, Curve]) -> tuple[dict, dict, di
 
 
 def markdown_report(bd_psnr: dict, bd_ssim: dict, ours: Curve,
-                    overlap: dict | None = None) -> str:
+                    overlap: dict | None = None, name: str = "rdpipe") -> str:
     """Two markdown tables: BD-rate against each curve (with the PSNR interval it averages
     over), and the learned codec's points."""
     def percent(value):
@@ -82,7 +82,7 @@ def markdown_report(bd_psnr: dict, bd_ssim: dict, ours: Curve,
     def interval(name):
         span = (overlap or {}).get(name)
         return "none" if span is None else f"{span[0]:.2f}–{span[1]:.2f}"
-    lines = ["| rdpipe vs | BD-rate (PSNR) | over PSNR (dB) | BD-rate (MS-SSIM dB) |",
+    lines = [f"| {name} vs | BD-rate (PSNR) | over PSNR (dB) | BD-rate (MS-SSIM dB) |",
              "|---|---|---|---|"]
     lines += [f"| {name} | {percent(bd_psnr[name])} | {interval(name)} | "
               f"{percent(bd_ssim.get(name))} |" for name in bd_psnr]

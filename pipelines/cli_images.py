@@ -64,14 +64,18 @@ def cmd_eval(args) -> None:
               "codecs": results}
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if args.models:
-        curves = {codec: results[codec]["front"] for codec in args.codec}
-        bd_psnr, bd_ssim, overlap = rd_report.bd_rate_table(results["rdpipe"]["points"],
+    test = args.bd_codec or ("rdpipe" if args.models else None)
+    if test is not None:
+        if test not in results:
+            raise CliError(f"--bd-codec {test}: not among the evaluated codecs "
+                           f"{sorted(results)}")
+        curves = {codec: result["front"] for codec, result in results.items() if codec != test}
+        bd_psnr, bd_ssim, overlap = rd_report.bd_rate_table(results[test]["points"],
                                                             {**curves, **reference})
-        report.update(bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_ssim,
+        report.update(bd_rate_of=test, bd_rate_psnr=bd_psnr, bd_rate_ms_ssim=bd_ssim,
                       bd_rate_psnr_interval_db=overlap)
-        table = rd_report.markdown_report(bd_psnr, bd_ssim, results["rdpipe"]["points"],
-                                          overlap)
+        table = rd_report.markdown_report(bd_psnr, bd_ssim, results[test]["points"], overlap,
+                                          name=test)
         output.with_suffix(".md").write_text(table)
         print(table)
     output.write_text(json.dumps(report, indent=2) + "\n")
@@ -79,7 +83,7 @@ def cmd_eval(args) -> None:
                           output.with_suffix(".png"), reference,
                           title=f"{len(images)} images from {Path(args.images).name}")
     written = [output, output.with_suffix(".png")] + ([output.with_suffix(".md")]
-                                                      if args.models else [])
+                                                      if test else [])
     print("wrote " + ", ".join(map(str, written)))
 
 
@@ -87,9 +91,9 @@ def _reference_curves(args) -> dict:
     """Published curves to compare with: `--reference FILE`, or the Kodak curves when the
     images are the Kodak set (they mean nothing on other images); `--reference none`: none."""
     from codec import rd_report  # pylint: disable=import-outside-toplevel
-    if args.reference == "none":
+    if getattr(args, "reference", None) == "none":
         return {}
-    if args.reference:
+    if getattr(args, "reference", None):
         path = Path(args.reference)
     elif Path(args.images).resolve() == KODAK.resolve():
         path = KODAK_REFERENCE
@@ -183,6 +187,8 @@ def add_image_parsers(sub) -> None:
     p.add_argument("--output", default="eval/rd.json",
                    help="JSON; the R-D plot (.png) and, with --models, the BD-rate table "
                         "(.md) are written beside it")
+    p.add_argument("--bd-codec", help="the curve whose BD-rate against all others is "
+                                      "tabulated (default: rdpipe when --models is given)")
     p.add_argument("--reference", help="published curves (JSON like benchmarks/reference/"
                                        "kodak_published.json); default: those for Kodak when "
                                        "--images is Kodak; 'none' to skip")

@@ -70,9 +70,13 @@ def test_eval_cli_writes_rd_json_and_plot(crop, tmp_path):
     Image.fromarray(crop).save(folder / "a.png")
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "rd.json"
-    assert main(["eval", "--codec", "jpeg", "svd", "--images", str(folder),
+    assert main(["eval", "--codec", "jpeg", "svd", "--images", str(folder), "--bd-codec", "svd",
                  "--output", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["bd_rate_of"] == "svd" and set(result["bd_rate_psnr"]) == {"jpeg"}
+    assert "| svd vs |" in out.with_suffix(".md").read_text()
+    assert main(["eval", "--codec", "jpeg", "--images", str(folder), "--bd-codec", "webp",
+                 "--output", str(out)]) == 2            # not evaluated: a clear error
     jpeg = result["codecs"]["jpeg"]["points"]
     assert [p["parameter"] for p in jpeg] == image_eval.DEFAULT_POINTS["jpeg"]
     assert all(0 < p["bpp"] < 24 and 0 < p["ms_ssim"] <= 1 for p in jpeg)
