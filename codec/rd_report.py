@@ -88,7 +88,9 @@ def markdown_report(bd_psnr: dict, bd_ssim: dict, ours: Curve,
               f"{percent(bd_ssim.get(name))} |" for name in bd_psnr]
     lines += ["", "| model | bpp | PSNR (dB) | MS-SSIM | encode (s/image) | decode (s/image) |",
               "|---|---|---|---|---|---|"]
+    def seconds(point, key):      # classical codecs (Pillow) are not timed
+        return f"{point[key]:.2f}" if key in point else "—"
     lines += [f"| {p['parameter']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | "
-              f"{p['encode_seconds']:.2f} | {p['decode_seconds']:.2f} |"
+              f"{seconds(p, 'encode_seconds')} | {seconds(p, 'decode_seconds')} |"
               for p in sorted(ours, key=lambda p: p["bpp"])]
     return "\n".join(lines) + "\n"
