@@ -31,7 +31,6 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
 from codec import image_eval, rd_report  # noqa: E402
 from pipelines import figures  # noqa: E402
 
