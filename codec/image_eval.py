@@ -158,14 +158,16 @@ def evaluate_model(model_dir: str, images: list[np.ndarray],
     return point
 
 
-def pareto_front(points: list) -> list:
-    """Points not dominated in (lower bpp, higher PSNR), sorted by bpp."""
-    ordered = sorted(points, key=lambda p: (p.bpp, -p.psnr))
+def pareto_front(points: list, rate: Callable = lambda p: p.bpp,
+                 quality: Callable = lambda p: p.psnr) -> list:
+    """Points not dominated in (lower rate, higher quality), sorted by rate. Defaults read
+    `Point`/`LearnedPoint` (bpp, PSNR); pass accessors for other shapes, e.g. (bpp, q) tuples."""
+    ordered = sorted(points, key=lambda p: (rate(p), -quality(p)))
     front, best = [], -math.inf
     for point in ordered:
-        if point.psnr > best:
+        if quality(point) > best:
             front.append(point)
-            best = point.psnr
+            best = quality(point)
     return front
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.image_eval import bd_rate, quality_overlap
+from codec.image_eval import bd_rate, pareto_front, quality_overlap
 
 Curve = list[dict]
 
@@ -34,19 +34,14 @@ def load_published_curves(path: str | Path) -> dict[str, Curve]:
 
 
 def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (bpp, quality) points no other point beats in both (sorted by bpp): BD-rate needs
-    curves rising in both, and a dominated operating point is one nobody would choose."""
-    front, best = [], -np.inf
-    for rate, quality in sorted(points, key=lambda p: (p[0], -p[1])):
-        if quality > best:
-            front.append((rate, quality))
-            best = quality
-    return front
+    return pareto_front(points, rate=lambda p: p[0], quality=lambda p: p[1])
 
 
 def _bd_rate_or_none(reference: list[tuple[float, float]],
                      test: list[tuple[float, float]]) -> float | None:
     try:
+        # Pareto fronts: BD-rate needs curves rising in both rate and quality, and a dominated
+        # operating point is one nobody would choose.
         return bd_rate(_front(reference), _front(test))
     except ValueError:            # < 4 points, or the curves do not overlap in quality
         return None
