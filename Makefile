@@ -9,7 +9,8 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd bench-kodak lock clean
+.PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd bench-kodak \
+	bench-race bench-recipe bench-train-speed lock clean
 
 install: $(STAMP)
 
@@ -46,10 +47,31 @@ bench-svd: install
 bench-kodak: install
 	$(BIN)/python benchmarks/bench_kodak.py $(BENCH_ARGS)
 
+# Hours on 2 cores. The reference side runs TensorFlow Compression 2.14.1 on TF 2.14.1 in its own
+# virtualenv (.venv-peer): a comparison only, never a dependency of rdpipe nor of `make test`.
+PEER := .venv-peer
+PEER_STAMP := $(PEER)/.installed
+$(PEER_STAMP):
+	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/pip install --quiet --disable-pip-version-check \
+	    tensorflow==2.14.1 tensorflow-compression==2.14.1 pillow
+	touch $@
+
+bench-race: install $(PEER_STAMP)
+	$(BIN)/python benchmarks/bench_race.py $(BENCH_ARGS)
+
+# ~25 min on 2 cores: the measured effect of each training-recipe change.
+bench-recipe: install
+	$(BIN)/python benchmarks/bench_recipe.py $(BENCH_ARGS)
+
+# ~5 min: train-step speed (GDN forms, jit, crop size, threads) and a per-layer profile.
+bench-train-speed: install
+	$(BIN)/python benchmarks/bench_train_speed.py $(BENCH_ARGS)
+
 # Regenerate the lock file from the current environment (after a deliberate upgrade).
 lock: install
 	{ head -4 $(CONSTRAINTS); $(BIN)/pip freeze --exclude-editable | sort -f; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(PEER) .cache .pytest_cache

@@ -13,6 +13,9 @@ must share a size (a batch of equally sized images, or one image per call).
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -22,49 +25,85 @@ from codec.deep_factorized import DeepFactorizedParameters
 from codec.entropy_models import EntropyModel
 from codec.framing import MAX_PIXELS, add_image_shape, split_image_shape
 from codec.gdn import GDN
+from codec.signal_conv import SignalConv2D
 
 DOWNSAMPLING = 16
 DEFAULT_FILTERS = 128
 
 
-def make_analysis_transform(filters: int = DEFAULT_FILTERS) -> keras.Sequential:
+@dataclasses.dataclass(frozen=True)
+class TransformOptions:
+    """How the convolutions are built (codec/signal_conv.py). Defaults follow TFC's bls2017:
+    RDFT-parameterized kernels, fan-in variance-scaling init, no bias on the last analysis
+    layer. `TransformOptions.legacy()` is the recipe of rdpipe ≤ 0.x (Keras' Conv2D)."""
+
+    parameterization: str = "rdft"
+    kernel_init: str = "variance_scaling"
+    last_analysis_bias: bool = False
+
+    @classmethod
+    def legacy(cls) -> "TransformOptions":
+        return cls("plain", "glorot_uniform", True)
+
+
+def make_analysis_transform(filters: int = DEFAULT_FILTERS,
+                            options: TransformOptions = TransformOptions()) -> keras.Sequential:
     """`[B, H, W, C]` floats in [0, 1] → latents `[B, ⌈H/16⌉, ⌈W/16⌉, filters]`."""
+    conv = functools.partial(SignalConv2D, parameterization=options.parameterization,
+                             kernel_init=options.kernel_init)
     return keras.Sequential([
-        keras.layers.Conv2D(filters, 9, strides=4, padding="same", name="conv_0"),
+        conv(filters, 9, 4, name="conv_0"),
         GDN(name="gdn_0"),
-        keras.layers.Conv2D(filters, 5, strides=2, padding="same", name="conv_1"),
+        conv(filters, 5, 2, name="conv_1"),
         GDN(name="gdn_1"),
-        keras.layers.Conv2D(filters, 5, strides=2, padding="same", name="conv_2"),
+        conv(filters, 5, 2, use_bias=options.last_analysis_bias, name="conv_2"),
     ], name="analysis_transform")
 
 
-def make_synthesis_transform(filters: int = DEFAULT_FILTERS,
-                             channels: int = 3) -> keras.Sequential:
+def make_synthesis_transform(filters: int = DEFAULT_FILTERS, channels: int = 3,
+                             options: TransformOptions = TransformOptions()) -> keras.Sequential:
     """Latents → `[B, 16·h, 16·w, channels]` floats (≈ [0, 1], not clipped)."""
+    conv = functools.partial(SignalConv2D, transpose=True,
+                             parameterization=options.parameterization,
+                             kernel_init=options.kernel_init)
     return keras.Sequential([
-        keras.layers.Conv2DTranspose(filters, 5, strides=2, padding="same", name="conv_0"),
+        conv(filters, 5, 2, name="conv_0"),
         GDN(inverse=True, name="igdn_0"),
-        keras.layers.Conv2DTranspose(filters, 5, strides=2, padding="same", name="conv_1"),
+        conv(filters, 5, 2, name="conv_1"),
         GDN(inverse=True, name="igdn_1"),
-        keras.layers.Conv2DTranspose(channels, 9, strides=4, padding="same", name="conv_2"),
+        conv(channels, 9, 4, name="conv_2"),
     ], name="synthesis_transform")
 
 
 class BLS2017Trainer(keras.Model):
-    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script)."""
+    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script).
+
+    `compile(optimizer=..., prior_optimizer=...)`: the prior's parameters may get their own
+    optimizer (e.g. a higher learning rate): the prior starts at scale `prior_init_scale`
+    while the latents start with std ≈ 0.1–1, and with the transforms' small learning rate the
+    rate model stays wrong (≈ 1 bit/latent of excess) for thousands of steps.
+    """
 
     def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
-                 **kwargs):
+                 options: TransformOptions = TransformOptions(),
+                 prior_init_scale: float = 10., legacy_prior_numerics: bool = False, **kwargs):
         super().__init__(**kwargs)
         if lmbda <= 0 or filters < 1 or channels not in (1, 3):
             raise ValueError("need lmbda > 0, filters ≥ 1 and channels 1 (grey) or 3 (RGB)")
         self.lmbda, self.filters, self.channels = float(lmbda), int(filters), int(channels)
-        self.analysis_transform = make_analysis_transform(filters)
-        self.synthesis_transform = make_synthesis_transform(filters, channels)
-        self.prior_parameters = DeepFactorizedParameters(filters, name="prior")
+        self.analysis_transform = make_analysis_transform(filters, options)
+        self.synthesis_transform = make_synthesis_transform(filters, channels, options)
+        self.prior_parameters = DeepFactorizedParameters(
+            filters, init_scale=prior_init_scale, legacy_numerics=legacy_prior_numerics,
+            name="prior")
         self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
+        self.prior_optimizer = None
         self._trackers = {name: keras.metrics.Mean(name=name)
                           for name in ("loss", "bpp", "mse", "psnr")}
+
+    def compile(self, optimizer="adam", prior_optimizer=None, **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        self.prior_optimizer = prior_optimizer
 
     def call(self, images, training=False):
         x = tf.cast(images, tf.float32)
@@ -87,11 +126,26 @@ class BLS2017Trainer(keras.Model):
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
     def train_step(self, images):
+        return self._update(self.optimize(images))
+
+    def optimize(self, images) -> dict:
+        """One optimizer step on a batch; returns this batch's loss, bpp, mse and psnr."""
+        # Under a tf.distribute strategy the replicas' gradients are summed: each replica
+        # contributes its share of the global mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             out = self(images, training=True)
+            scaled_loss = out["loss"] / replicas
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(out["loss"], variables), variables))
-        return self._update(out)
+        gradients = tape.gradient(scaled_loss, variables)
+        if self.prior_optimizer is None:
+            self.optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            prior = {id(v) for v in self.prior_parameters.trainable_variables}
+            pairs = list(zip(gradients, variables))
+            self.optimizer.apply_gradients([p for p in pairs if id(p[1]) not in prior])
+            self.prior_optimizer.apply_gradients([p for p in pairs if id(p[1]) in prior])
+        return out
 
     def test_step(self, images):
         return self._update(self(images, training=False))

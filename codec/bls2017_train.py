@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
-from PIL import Image
 
-from codec.bls2017 import BLS2017Trainer, ImageCodec
+from codec.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
+from codec.crops import CROP_SAMPLINGS, crop_stream, load_image_folders
 from codec.training import fit_resumable
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
 
 @dataclasses.dataclass
 class ImageTrainConfig:
-    """Defaults sized for ~1 hour per λ on 2 CPU cores: 4,000 steps of 8 × 128² crops at
-    0.6–0.75 s/step (256² crops cost ~2.8 s/step; see README / bench-kodak)."""
+    """One λ's training run. Defaults: the recipe measured in benchmarks/results/recipe.json
+    and train_speed.json (TFC's transforms, a faster prior, area-weighted flipped crops)."""
 
     lmbda: float = .01
     filters: int = 128
@@ -35,16 +33,27 @@ class ImageTrainConfig:
     steps_per_epoch: int = 200
     epochs: int = 20
     learning_rate: float = 2e-4
-    # Global gradient-norm clip (0 = off). A run at lr 5e-4 without it diverged after ~1,700
-    # steps (IGDN amplifies large activations: MSE 5e2 → 5e15 within one epoch).
+    # Global gradient-norm clip of the transforms' update (0 = off). A run at lr 5e-4 without
+    # it diverged after ~1,700 steps (IGDN amplifies large activations).
     clipnorm: float = 1.0
+    # The prior's own Adam learning rate = learning_rate × this (1 = one optimizer for all).
+    prior_lr_multiplier: float = 10.
+    prior_init_scale: float = 10.
+    legacy_prior_numerics: bool = False
+    parameterization: str = "rdft"           # conv kernels: "rdft" or "plain"
+    kernel_init: str = "variance_scaling"    # or "glorot_uniform" (Keras' default)
+    last_analysis_bias: bool = False
+    crop_sampling: str = "area"              # "area" (∝ pixels) or "per_file"
+    flips: bool = True                       # random horizontal / vertical flips of crops
+    jit_compile: bool = False                # XLA for the train step
     channels: int = 3
     tail_mass: float = 2 ** -8
     precision: int = 12
     coder: str = "portable"
     seed: int | None = 0
     verbose: int = 2
-    train_dir: str = ""                  # folder of training images (required)
+    # Folder(s) of training images (required): one path, or several joined by ",".
+    train_dir: str = ""
     # Warm start: output dir of another trained model (any λ, same filters/channels) whose
     # newest checkpoint initializes the weights when this run has no checkpoint of its own.
     # Fine-tuning a trained model to a new λ reaches a given loss in a fraction of the steps
@@ -56,51 +65,37 @@ class ImageTrainConfig:
             raise ValueError("need lmbda > 0, filters ≥ 1, patch_size ≥ 16, batch_size ≥ 1")
         if self.channels not in (1, 3):
             raise ValueError("channels must be 1 (grey) or 3 (RGB)")
+        if self.crop_sampling not in CROP_SAMPLINGS:
+            raise ValueError(f"crop_sampling must be one of {CROP_SAMPLINGS}")
+        if self.prior_lr_multiplier <= 0:
+            raise ValueError("prior_lr_multiplier must be > 0")
+
+    @property
+    def transform_options(self) -> TransformOptions:
+        return TransformOptions(self.parameterization, self.kernel_init,
+                                self.last_analysis_bias)
+
+    @property
+    def train_dirs(self) -> list[str]:
+        return [d for d in self.train_dir.split(",") if d]
 
 
-def load_image_folder(folder: str | Path, channels: int = 3) -> list[np.ndarray]:
-    """uint8 `[H, W, channels]` arrays of every readable image in `folder` (sorted by name).
-    Unreadable files are skipped with a warning; an empty result is an error."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no image folder at {folder}")
-    images, skipped = [], []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("RGB" if channels == 3 else "L"))
-        except OSError:
-            skipped.append(path.name)
-            continue
-        images.append(array if channels == 3 else array[..., None])
-    if skipped:
-        print(f"warning: skipped unreadable images: {', '.join(skipped)}")
-    if not images:
-        raise FileNotFoundError(f"no readable images in {folder}")
-    return images
-
-
-def random_crops(images: list[np.ndarray], patch_size: int, seed: int | None) -> tf.data.Dataset:
-    """Endless uint8 patches `[patch, patch, C]`: a random image, then a random crop (images
-    smaller than the patch are edge-padded)."""
-    rng = np.random.default_rng(seed)
-
-    def generate():
-        while True:
-            image = images[int(rng.integers(len(images)))]
-            pad = [(0, max(0, patch_size - image.shape[0])), (0, max(0, patch_size - image.shape[1])),
-                   (0, 0)]
-            if any(p[1] for p in pad[:2]):
-                image = np.pad(image, pad, mode="edge")
-            top = int(rng.integers(image.shape[0] - patch_size + 1))
-            left = int(rng.integers(image.shape[1] - patch_size + 1))
-            yield image[top:top + patch_size, left:left + patch_size]
-
+def random_crops(images: list[np.ndarray], patch_size: int, seed: int | None, *,
+                 sampling: str = "area", flips: bool = True) -> tf.data.Dataset:
+    """`crop_stream` as an endless `tf.data.Dataset` of uint8 `[patch, patch, C]`."""
     channels = images[0].shape[-1]
     return tf.data.Dataset.from_generator(
-        generate, output_signature=tf.TensorSpec((patch_size, patch_size, channels), tf.uint8))
+        lambda: crop_stream(images, patch_size, seed, sampling=sampling, flips=flips),
+        output_signature=tf.TensorSpec((patch_size, patch_size, channels), tf.uint8))
+
+
+def crop_seed(config: ImageTrainConfig, resume_epoch: int) -> int | None:
+    """Seed of this run's crop stream: a resumed run and a fine-tune from another model's
+    weights each draw fresh crops instead of replaying the stream the model has seen."""
+    if config.seed is None:
+        return None
+    fine_tune = int(round(config.lmbda * 1e6)) if config.init_from else 0
+    return int(np.random.SeedSequence([config.seed, resume_epoch, fine_tune]).generate_state(1)[0])
 
 
 def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
@@ -111,10 +106,34 @@ def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
     return codec
 
 
+def distribution_strategy() -> tf.distribute.Strategy:
+    """The strategy training runs under, from the environment: MultiWorkerMirroredStrategy when
+    `TF_CONFIG` names a cluster (how the TFX Trainer scales out over hosts), MirroredStrategy
+    over all local GPUs when there are several, else the default (one device: the GPU if
+    there is one, else the CPU). Variables and the train step are placed by the strategy, so
+    the same code runs on a CPU, a GPU or several."""
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    if sum(len(tasks) for tasks in cluster.values()) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
-    trainer = BLS2017Trainer(config.lmbda, config.filters, config.channels)
+    """The trainer, compiled, with its variables created (under the current strategy scope,
+    if any)."""
+    trainer = BLS2017Trainer(config.lmbda, config.filters, config.channels,
+                             options=config.transform_options,
+                             prior_init_scale=config.prior_init_scale,
+                             legacy_prior_numerics=config.legacy_prior_numerics)
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, **clip))
+    prior_optimizer = None
+    if config.prior_lr_multiplier != 1:
+        prior_optimizer = keras.optimizers.Adam(
+            learning_rate=config.learning_rate * config.prior_lr_multiplier)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, **clip),
+                    prior_optimizer=prior_optimizer, jit_compile=config.jit_compile)
     trainer(tf.zeros((1, 16, 16, config.channels), tf.uint8))   # create variables
     return trainer
 
@@ -139,37 +158,85 @@ def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path)
     return True
 
 
+def probe_rate_distortion(codec: ImageCodec, images: list[np.ndarray]) -> dict:
+    """Mean actual bpp (bits of the strings / pixels) and PSNR (dB, peak 255) of `codec` on
+    uint8 `[H, W, C]` images, one image per call."""
+    rates, psnrs = [], []
+    for image in images:
+        strings = codec.compress(image[None])["strings"]
+        decoded = codec.decompress(strings)["images"].numpy()[0].astype(np.float64)
+        rates.append(8 * len(strings.numpy()[0]) / (image.shape[0] * image.shape[1]))
+        mse = np.mean((decoded - image) ** 2)
+        psnrs.append(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
+    return {"bpp": float(np.mean(rates)), "psnr": float(np.mean(psnrs))}
+
+
+class LearningCurveProbe(keras.callbacks.Callback):
+    """Every `every_epochs` epochs, codes `images` with the current weights (actual strings)
+    and appends `{step, bpp, psnr}` to `output_dir/learning_curve.json` (kept across resumes)."""
+
+    def __init__(self, images: list[np.ndarray], every_epochs: int, steps_per_epoch: int,
+                 output_dir: Path, config: ImageTrainConfig):
+        super().__init__()
+        self.images, self.every, self.steps_per_epoch = images, every_epochs, steps_per_epoch
+        self.file, self.config = output_dir / "learning_curve.json", config
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        codec = ImageCodec(self.model, tail_mass=self.config.tail_mass,
+                           precision=self.config.precision, coder=self.config.coder)
+        point = {"step": (epoch + 1) * self.steps_per_epoch,
+                 **probe_rate_distortion(codec, self.images),
+                 "train_loss": float((logs or {}).get("loss", float("nan")))}
+        curve = json.loads(self.file.read_text()) if self.file.exists() else []
+        curve = [p for p in curve if p["step"] < point["step"]] + [point]
+        self.file.write_text(json.dumps(curve, indent=1) + "\n")
+        print(f"probe at step {point['step']}: {point['bpp']:.3f} bpp, {point['psnr']:.2f} dB "
+              f"on {len(self.images)} images", flush=True)
+
+
 def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
                       images: list[np.ndarray] | None = None,
-                      saved_model_dir: str | Path | None = None) -> dict:
+                      saved_model_dir: str | Path | None = None,
+                      probe_images: list[np.ndarray] | None = None,
+                      probe_every_epochs: int = 5) -> dict:
     """Trains (resuming from `output_dir/checkpoints`), exports, writes summary.json.
 
     images: uint8 `[H, W, C]` training images (default: read `config.train_dir`);
-    saved_model_dir: where to export (default `output_dir/saved_model`). The returned summary
-    also holds the in-process `codec` (not written to JSON).
+    saved_model_dir: where to export (default `output_dir/saved_model`);
+    probe_images: held-out images coded every `probe_every_epochs` epochs for a learning
+    curve (`output_dir/learning_curve.json`, also in the summary). The returned summary also
+    holds the in-process `codec` (not written to JSON).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if images is None:
-        images = load_image_folder(config.train_dir, config.channels)
-    # A resumed run draws new crops rather than replaying the first epochs' crops.
+        images = load_image_folders(config.train_dirs, config.channels)
     latest = tf.train.latest_checkpoint(str(output_dir / "checkpoints"))
-    crop_seed = None if config.seed is None else \
-        config.seed + (int(latest.rsplit("-", 1)[-1]) if latest else 0)
-    train = random_crops(images, config.patch_size, crop_seed).batch(config.batch_size)
+    seed = crop_seed(config, int(latest.rsplit("-", 1)[-1]) if latest else 0)
+    train = random_crops(images, config.patch_size, seed, sampling=config.crop_sampling,
+                         flips=config.flips).batch(config.batch_size)
     train = train.prefetch(2)
-    trainer = build_image_trainer(config)
+    strategy = distribution_strategy()
+    with strategy.scope():
+        trainer = build_image_trainer(config)
     if config.init_from:
         warm_start(trainer, config.init_from, output_dir)
+    callbacks = [LearningCurveProbe(probe_images, probe_every_epochs, config.steps_per_epoch,
+                                    output_dir, config)] if probe_images else []
     history, seconds, initial_epoch = fit_resumable(
         trainer, train, output_dir, epochs=config.epochs, verbose=config.verbose,
-        steps_per_epoch=config.steps_per_epoch)
+        steps_per_epoch=config.steps_per_epoch, extra_callbacks=callbacks)
     steps = (config.epochs - initial_epoch) * config.steps_per_epoch
     codec = export_image_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
+    curve_file = output_dir / "learning_curve.json"
     summary = {"config": dataclasses.asdict(config), "train_seconds": seconds,
                "steps_per_second": steps / seconds if steps else None,
-               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+               "learning_curve": json.loads(curve_file.read_text())
+               if curve_file.exists() else None}
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "codec": codec}

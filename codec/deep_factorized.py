@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from codec.ops import lower_bound
+
 LIKELIHOOD_BOUND = 1e-9
 _TAIL_SEARCH_RANGE = 2.0 ** 15      # tails are searched in [−range, range]
 _BISECTION_STEPS = 50
@@ -22,9 +24,13 @@ class DeepFactorizedParameters(tf.Module):
     """Trainable parameters of `channels` independent densities (TFC's initialization)."""
 
     def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3),
-                 init_scale: float = 10., seed: int = 0, name: str | None = None):
+                 init_scale: float = 10., seed: int = 0, legacy_numerics: bool = False,
+                 name: str | None = None):
         super().__init__(name=name)
         self.channels = int(channels)
+        # rdpipe ≤ 0.x: sign(0) = 0 at the median (likelihood 0 → floored) and a floor that
+        # passes no gradient. Kept only to measure what the fix is worth.
+        self.legacy_numerics = bool(legacy_numerics)
         sizes = (1,) + tuple(filters) + (1,)
         scale = init_scale ** (1 / (len(sizes) - 1))
         rng = np.random.default_rng(seed)
@@ -70,13 +76,21 @@ class NoisyDeepFactorized:
         return tf.reshape(tf.transpose(tf.reshape(h, [self.parameters.channels, -1])), shape)
 
     def log_prob(self, y) -> tf.Tensor:
-        """Natural-log density of the noisy variable at `y` (nats), floored at log(1e-9)."""
+        """Natural-log density of the noisy variable at `y` (nats), bounded below at log(1e-9)
+        by a bound that still passes gradients pushing the likelihood up (`codec.ops`)."""
         lower = self.logits_cumulative(y - .5)
         upper = self.logits_cumulative(y + .5)
         # Flip to the side where both sigmoids are small: c(u) − c(l) loses no precision.
-        sign = tf.stop_gradient(-tf.sign(lower + upper))
+        # Where lower + upper is exactly 0 (the bin centred on the median) either side is
+        # exact; tf.sign would give 0 there and a likelihood of 0.
+        if self.parameters.legacy_numerics:
+            sign = tf.stop_gradient(-tf.sign(lower + upper))
+        else:
+            sign = tf.stop_gradient(tf.where(lower + upper > 0, -1., 1.))
         likelihood = tf.abs(tf.sigmoid(sign * upper) - tf.sigmoid(sign * lower))
-        return tf.math.log(tf.maximum(likelihood, LIKELIHOOD_BOUND))
+        if self.parameters.legacy_numerics:
+            return tf.math.log(tf.maximum(likelihood, LIKELIHOOD_BOUND))
+        return tf.math.log(lower_bound(likelihood, LIKELIHOOD_BOUND))
 
     def prob(self, y) -> tf.Tensor:
         return tf.exp(self.log_prob(y))

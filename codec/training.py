@@ -9,11 +9,11 @@ import tf_keras as keras
 
 
 def fit_resumable(trainer: keras.Model, train: tf.data.Dataset, output_dir: Path, *,
-                  epochs: int, verbose: int, **fit_kwargs) -> tuple[keras.callbacks.History, float,
+                  epochs: int, verbose: int, extra_callbacks: tuple = (), **fit_kwargs) -> tuple[keras.callbacks.History, float,
                                                                    int]:
     """`trainer.fit` with a checkpoint (trainer + optimizer) after every epoch under
     `output_dir/checkpoints` and TensorBoard logs under `output_dir/logs`; resumes from the
-    newest checkpoint. Returns (history, seconds spent in fit, epoch it started from)."""
+    newest checkpoint; `extra_callbacks` run after the checkpoint. Returns (history, seconds spent in fit, epoch it started from)."""
     checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
     initial_epoch = 0
@@ -29,5 +29,5 @@ def fit_resumable(trainer: keras.Model, train: tf.data.Dataset, output_dir: Path
     start = time.perf_counter()
     history = trainer.fit(train, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
                           callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")),
-                                     _Checkpointer()], **fit_kwargs)
+                                     _Checkpointer(), *extra_callbacks], **fit_kwargs)
     return history, time.perf_counter() - start, initial_epoch

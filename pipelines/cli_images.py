@@ -30,8 +30,9 @@ def cmd_train_images(args) -> None:
         lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
         learning_rate=args.learning_rate, clipnorm=args.clipnorm,
-        channels=1 if args.grey else 3, coder=args.coder,
-        train_dir=args.train_dir, verbose=0 if args.quiet else 2, init_from=args.init_from or "")
+        prior_lr_multiplier=args.prior_lr_multiplier, parameterization=args.parameterization,
+        jit_compile=args.jit, channels=1 if args.grey else 3, coder=args.coder,
+        train_dir=",".join(args.train_dir), verbose=0 if args.quiet else 2, init_from=args.init_from or "")
     output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
     summary = train_image_codec(config, output)
     history = summary["history"]
@@ -196,7 +197,11 @@ def add_image_parsers(sub) -> None:
 
     p = sub.add_parser("train-images", help="train the Ballé 2017 image codec on a folder "
                                             "(random crops), one λ")
-    p.add_argument("--train-dir", default=str(KODAK.parent / "photos-train"))
+    p.add_argument("--train-dir", nargs="+", metavar="DIR",
+                   default=[str(KODAK.parent / "photos-train"),
+                            str(KODAK.parent / "photos-train-extra")],
+                   help="training image folder(s) (default: photos-train and "
+                        "photos-train-extra)")
     p.add_argument("--lmbda", type=float, default=.01, help="loss = bpp + λ·MSE (0–255 pixels)")
     p.add_argument("--filters", type=int, default=128)
     p.add_argument("--patch-size", type=int, default=128)
@@ -205,6 +210,11 @@ def add_image_parsers(sub) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--learning-rate", type=float, default=2e-4)
     p.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (0: off)")
+    p.add_argument("--prior-lr-multiplier", type=float, default=10.,
+                   help="the prior's learning rate relative to --learning-rate")
+    p.add_argument("--parameterization", choices=["rdft", "plain"], default="rdft",
+                   help="conv kernels trained as RDFT coefficients (TFC's default) or plain")
+    p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--grey", action="store_true", help="train on greyscale images")
     p.add_argument("--coder", default="portable", choices=["portable", "tfc"])
     p.add_argument("--output", help="output dir (default models/bls2017/lmbda_<λ>)")

@@ -1,0 +1,235 @@
+"""Equal-budget race: rdpipe's Ballé 2017 training against TensorFlow Compression's reference.
+
+Both sides train the same model size (N = `--filters`) at each λ of `--lambdas` on exactly the
+same crop stream (photos-train + photos-train-extra, seed, patch, batch: benchmarks/race_loop.py)
+for the same step budgets, one after the other on this machine with TF's default threads;
+after each budget both code all Kodak images with actual bitstreams (rdpipe's portable coder;
+TFC's range coder) and report bpp / PSNR / MS-SSIM. rdpipe runs its default recipe
+(codec/bls2017_train.ImageTrainConfig); the peer (benchmarks/peers/tfc_bls2017.py, run in
+.venv-peer with TF 2.14.1 + tensorflow-compression 2.14.1) runs TFC's: `tfc.SignalConv2D`
+defaults, `tfc.GDN`, `tfc.NoisyDeepFactorized`, Adam 1e-4.
+
+Writes benchmarks/results/race.json with `bd_rate_vs_tfc_equal_steps` (PSNR BD-rate of rdpipe
+against TFC at the largest budget; percent, negative = rdpipe needs fewer bits),
+`steps_per_second_ratio` (rdpipe / TFC, medians over the λ runs) and the per-budget rows, plus
+race.md and race.png (learning curves and Kodak R-D per budget). Run: `make bench-race`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import race_loop  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+
+
+def rdpipe_side(args) -> dict:
+    """rdpipe's side of the race (in this process, .venv)."""
+    import tensorflow as tf
+    import tf_keras as keras
+    from codec import image_eval
+    from codec.bls2017 import ImageCodec
+    from codec.bls2017_train import ImageTrainConfig, build_image_trainer
+
+    keras.utils.set_random_seed(args.seed)
+    config = ImageTrainConfig(lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
+                              batch_size=args.batch_size)
+    trainer = build_image_trainer(config)
+    step_fn = tf.function(trainer.optimize, input_signature=[tf.TensorSpec(
+        (args.batch_size, args.patch_size, args.patch_size, 3), tf.uint8)])
+
+    def step(batch):
+        out = step_fn(tf.constant(batch))
+        return {k: float(out[k]) for k in ("loss", "bpp", "mse")}
+
+    def make_codec():
+        codec = ImageCodec(trainer, tail_mass=config.tail_mass, precision=config.precision,
+                           coder=config.coder)
+
+        def encode(images):
+            strings, decoded = [], []
+            for image in images:
+                string = codec.compress(image[None])["strings"]
+                strings.append(string.numpy()[0])
+                decoded.append(codec.decompress(string)["images"].numpy()[0])
+            return strings, decoded
+        return encode
+
+    kodak = race_loop.load_kodak(args.kodak, args.kodak_limit)
+    result = race_loop.run(args, step, make_codec, image_eval.ms_ssim, kodak)
+    result.update(library=f"rdpipe (TF {tf.__version__})",
+                  optimizer=f"Adam {config.learning_rate:g} (prior ×{config.prior_lr_multiplier:g}),"
+                            f" global clipnorm {config.clipnorm:g}")
+    return result
+
+
+def run_side(side: str, lmbda: float, args, work: Path) -> dict:
+    out = work / f"{side}_lmbda_{lmbda:g}.json"
+    if out.exists() and json.loads(out.read_text())["budgets"][-1]["steps"] >= max(args.budgets) \
+            and not args.fresh:
+        return json.loads(out.read_text())
+    python = str(PEER_PYTHON) if side == "tfc" else sys.executable
+    script = str(HERE / "peers" / "tfc_bls2017.py") if side == "tfc" else __file__
+    command = [python, script, "--side", side, "--lmbda", str(lmbda),
+               "--budgets", *map(str, args.budgets), "--train-dirs", args.train_dirs,
+               "--kodak", args.kodak, "--patch-size", str(args.patch_size),
+               "--batch-size", str(args.batch_size), "--filters", str(args.filters),
+               "--seed", str(args.seed), "--output", str(out)]
+    if args.kodak_limit:
+        command += ["--kodak-limit", str(args.kodak_limit)]
+    print(f"== {side} λ={lmbda:g}", flush=True)
+    subprocess.run(command, check=True)
+    return json.loads(out.read_text())
+
+
+def summarize(runs: dict, args) -> dict:
+    from codec.image_eval import bd_rate, pareto_front, quality_overlap
+    import numpy as np
+
+    def curve(side, budget):
+        """The Pareto front (bpp, PSNR) of one side's λ models at one budget."""
+        return pareto_front([(row["bpp"], row["psnr"]) for run in runs[side]
+                             for row in run["budgets"] if row["steps"] == budget],
+                            rate=lambda p: p[0], quality=lambda p: p[1])
+
+    per_budget = []
+    for budget in sorted(args.budgets):
+        ours, theirs = curve("rdpipe", budget), curve("tfc", budget)
+        try:
+            bd = bd_rate(theirs, ours)
+            interval = quality_overlap(theirs, ours)
+        except ValueError as error:     # < 4 points or no overlap
+            bd, interval = None, str(error)
+        per_budget.append({"steps": budget, "bd_rate_psnr_vs_tfc": bd,
+                           "psnr_interval_db": interval,
+                           "rdpipe": [{"lmbda": r["lmbda"], **row} for r in runs["rdpipe"]
+                                      for row in r["budgets"] if row["steps"] == budget],
+                           "tfc": [{"lmbda": r["lmbda"], **row} for r in runs["tfc"]
+                                   for row in r["budgets"] if row["steps"] == budget]})
+    speed = {side: float(np.median([r["budgets"][-1]["steps_per_second"] for r in runs[side]]))
+             for side in runs}
+    return {
+        "bd_rate_vs_tfc_equal_steps": per_budget[-1]["bd_rate_psnr_vs_tfc"],
+        "steps_per_second_ratio": speed["rdpipe"] / speed["tfc"],
+        "steps_per_second": speed,
+        "targets": {"bd_rate_vs_tfc_equal_steps": "<= 0", "steps_per_second_ratio": ">= 1.0"},
+        "budgets": per_budget,
+        "learning_curves": {side: {f"{r['lmbda']:g}": r["learning_curve"] for r in runs[side]}
+                            for side in runs},
+        "setup": {"lambdas": args.lambdas, "filters": args.filters,
+                  "patch_size": args.patch_size, "batch_size": args.batch_size,
+                  "seed": args.seed, "train_dirs": "photos-train + photos-train-extra",
+                  "crops": "area-weighted, random flips (codec/crops.py), identical for both",
+                  "kodak_images": args.kodak_limit or 24,
+                  "rdpipe": runs["rdpipe"][0]["library"] + "; " + runs["rdpipe"][0]["optimizer"],
+                  "tfc": runs["tfc"][0]["library"] + "; " + runs["tfc"][0]["optimizer"],
+                  "threads": "TF defaults, one side at a time on the same machine",
+                  "machine": f"{os.cpu_count()} CPU cores"},
+        "units": {"bd_rate": "percent (PSNR), negative = rdpipe needs fewer bits",
+                  "bpp": "bits per pixel of actual strings (TFC: the range-coded string; "
+                         "rdpipe: the string incl. its 4-6 byte size header)",
+                  "psnr": "dB, RGB, peak 255, mean over images"},
+        "command": "make bench-race",
+    }
+
+
+def write_outputs(result: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"rdpipe vs TensorFlow Compression, equal steps ({result['setup']['batch_size']} × "
+             f"{result['setup']['patch_size']}² crops, N = {result['setup']['filters']}), "
+             f"Kodak ({result['setup']['kodak_images']} images), actual bitstreams", "",
+             "| steps | λ | rdpipe bpp | rdpipe PSNR | TFC bpp | TFC PSNR |",
+             "|---|---|---|---|---|---|"]
+    for budget in result["budgets"]:
+        for ours, theirs in zip(budget["rdpipe"], budget["tfc"]):
+            lines.append(f"| {budget['steps']} | {ours['lmbda']:g} | {ours['bpp']:.3f} | "
+                         f"{ours['psnr']:.2f} | {theirs['bpp']:.3f} | {theirs['psnr']:.2f} |")
+    lines += ["", "| steps | BD-rate (PSNR) rdpipe vs TFC |", "|---|---|"]
+    for budget in result["budgets"]:
+        bd = budget["bd_rate_psnr_vs_tfc"]
+        lines.append(f"| {budget['steps']} | {'n/a' if bd is None else f'{bd:+.1f} %'} |")
+    speed = result["steps_per_second"]
+    lines += ["", f"Steps/s: rdpipe {speed['rdpipe']:.2f}, TFC {speed['tfc']:.2f} "
+              f"(ratio {result['steps_per_second_ratio']:.2f})"]
+    output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(result, output.with_suffix(".png"))
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (curves, rd) = plt.subplots(1, 2, figsize=(13, 5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for side, style in (("rdpipe", "-"), ("tfc", "--")):
+        for color, (lmbda, curve) in zip(colors, result["learning_curves"][side].items()):
+            curves.plot([c["step"] for c in curve], [c["loss"] for c in curve], style,
+                        color=color, label=f"{side} λ={lmbda}")
+    curves.set(xlabel="step", ylabel="train loss (bpp + λ·MSE, noisy latents)", yscale="log",
+               title="Learning curves (same crops)")
+    curves.legend(fontsize=8)
+    markers = "os^D"
+    for index, budget in enumerate(result["budgets"]):
+        for side, style in (("rdpipe", "-"), ("tfc", "--")):
+            points = sorted((p["bpp"], p["psnr"]) for p in budget[side])
+            rd.plot(*zip(*points), style, marker=markers[index % 4],
+                    color=colors[0] if side == "rdpipe" else colors[1],
+                    alpha=.4 + .6 * (index + 1) / len(result["budgets"]),
+                    label=f"{side}, {budget['steps']} steps")
+    rd.set(xlabel="bits per pixel (actual)", ylabel="PSNR (dB, RGB)",
+           title=f"Kodak ({result['setup']['kodak_images']} images)")
+    rd.grid(alpha=.3)
+    rd.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    if "--side" in (argv if argv is not None else sys.argv[1:]):
+        race_loop.add_arguments(parser)
+        args = parser.parse_args(argv)
+        args.flips = bool(args.flips)
+        race_loop.write(rdpipe_side(args), args.output)
+        return 0
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[.0016, .004, .01, .03])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 4000])
+    parser.add_argument("--filters", type=int, default=128)
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kodak-limit", type=int, default=None)
+    parser.add_argument("--fresh", action="store_true", help="ignore finished runs in --work-dir")
+    parser.add_argument("--work-dir", default=str(ROOT / ".cache" / "race"))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "race.json"))
+    args = parser.parse_args(argv)
+    if not PEER_PYTHON.exists():
+        raise SystemExit(f"{PEER_PYTHON} missing: run `make bench-race` (it creates .venv-peer)")
+    args.train_dirs = f"{DATA / 'photos-train'},{DATA / 'photos-train-extra'}"
+    args.kodak = str(DATA / "kodak")
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    runs = {"rdpipe": [], "tfc": []}
+    for lmbda in sorted(args.lambdas):
+        for side in ("rdpipe", "tfc"):
+            runs[side].append(run_side(side, lmbda, args, work))
+    write_outputs(summarize(runs, args), Path(args.output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
