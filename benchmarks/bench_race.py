@@ -43,6 +43,7 @@ def rdpipe_side(args) -> dict:
     from codec.bls2017 import ImageCodec
     from codec.bls2017_train import ImageTrainConfig, build_image_trainer
 
+    race_loop.set_threads(tf, args.threads)
     keras.utils.set_random_seed(args.seed)
     config = ImageTrainConfig(lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
                               batch_size=args.batch_size)
@@ -75,26 +76,30 @@ def rdpipe_side(args) -> dict:
     return result
 
 
-def run_side(side: str, lmbda: float, args, work: Path) -> dict:
-    out = work / f"{side}_lmbda_{lmbda:g}.json"
-    if out.exists() and json.loads(out.read_text())["budgets"][-1]["steps"] >= max(args.budgets) \
+def run_side(side: str, lmbda: float, args, work: Path, budgets: list[int] | None = None,
+             tag: str = "", kodak_limit: int | None = None, threads: int | None = None) -> dict:
+    budgets = budgets or args.budgets
+    out = work / f"{side}_lmbda_{lmbda:g}{tag}.json"
+    if out.exists() and json.loads(out.read_text())["budgets"][-1]["steps"] >= max(budgets) \
             and not args.fresh:
         return json.loads(out.read_text())
     python = str(PEER_PYTHON) if side == "tfc" else sys.executable
     script = str(HERE / "peers" / "tfc_bls2017.py") if side == "tfc" else __file__
     command = [python, script, "--side", side, "--lmbda", str(lmbda),
-               "--budgets", *map(str, args.budgets), "--train-dirs", args.train_dirs,
+               "--budgets", *map(str, budgets), "--train-dirs", args.train_dirs,
                "--kodak", args.kodak, "--patch-size", str(args.patch_size),
                "--batch-size", str(args.batch_size), "--filters", str(args.filters),
-               "--seed", str(args.seed), "--output", str(out)]
-    if args.kodak_limit:
-        command += ["--kodak-limit", str(args.kodak_limit)]
+               "--seed", str(args.seed), "--output", str(out),
+               "--threads", str(args.threads if threads is None else threads)]
+    kodak_limit = kodak_limit or args.kodak_limit
+    if kodak_limit:
+        command += ["--kodak-limit", str(kodak_limit)]
     print(f"== {side} λ={lmbda:g}", flush=True)
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
 
 
-def summarize(runs: dict, args) -> dict:
+def summarize(runs: dict, speed_runs: dict, args) -> dict:
     from codec.image_eval import bd_rate, pareto_front, quality_overlap
     import numpy as np
 
@@ -120,10 +125,17 @@ def summarize(runs: dict, args) -> dict:
                                    for row in r["budgets"] if row["steps"] == budget]})
     speed = {side: float(np.median([r["budgets"][-1]["steps_per_second"] for r in runs[side]]))
              for side in runs}
+    quiet = {side: float(np.median([r["budgets"][-1]["steps_per_second"]
+                                    for r in speed_runs[side]])) for side in speed_runs}
     return {
         "bd_rate_vs_tfc_equal_steps": per_budget[-1]["bd_rate_psnr_vs_tfc"],
-        "steps_per_second_ratio": speed["rdpipe"] / speed["tfc"],
-        "steps_per_second": speed,
+        "steps_per_second_ratio": quiet["rdpipe"] / quiet["tfc"],
+        "steps_per_second": quiet,
+        "steps_per_second_measurement": f"{args.speed_steps} steps per side (after 5 warm-up "
+                                        f"steps), sides alternated {args.speed_rounds}× at "
+                                        "λ = 0.01, TF default threads, nothing else running; "
+                                        "median",
+        "steps_per_second_during_race": speed,
         "targets": {"bd_rate_vs_tfc_equal_steps": "<= 0", "steps_per_second_ratio": ">= 1.0"},
         "budgets": per_budget,
         "learning_curves": {side: {f"{r['lmbda']:g}": r["learning_curve"] for r in runs[side]}
@@ -135,7 +147,7 @@ def summarize(runs: dict, args) -> dict:
                   "kodak_images": args.kodak_limit or 24,
                   "rdpipe": runs["rdpipe"][0]["library"] + "; " + runs["rdpipe"][0]["optimizer"],
                   "tfc": runs["tfc"][0]["library"] + "; " + runs["tfc"][0]["optimizer"],
-                  "threads": "TF defaults, one side at a time on the same machine",
+                  "threads": f"race runs: {args.threads or 'TF default'} intra-op threads",
                   "machine": f"{os.cpu_count()} CPU cores"},
         "units": {"bd_rate": "percent (PSNR), negative = rdpipe needs fewer bits",
                   "bpp": "bits per pixel of actual strings (TFC: the range-coded string; "
@@ -214,6 +226,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kodak-limit", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="ignore finished runs in --work-dir")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TF intra-op threads of the race runs (0: TF's default)")
+    parser.add_argument("--speed-steps", type=int, default=150,
+                        help="steps of each quiet speed run")
+    parser.add_argument("--speed-rounds", type=int, default=2)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the quiet steps/s measurement (printed, not written)")
     parser.add_argument("--work-dir", default=str(ROOT / ".cache" / "race"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "race.json"))
     args = parser.parse_args(argv)
@@ -224,10 +243,21 @@ def main(argv=None) -> int:
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     runs = {"rdpipe": [], "tfc": []}
-    for lmbda in sorted(args.lambdas):
+    if not args.speed_only:
+        for lmbda in sorted(args.lambdas):
+            for side in ("rdpipe", "tfc"):
+                runs[side].append(run_side(side, lmbda, args, work))
+    # Steps/s on a quiet machine: short runs of each side, alternated.
+    speed_runs = {"rdpipe": [], "tfc": []}
+    for round_ in range(args.speed_rounds):
         for side in ("rdpipe", "tfc"):
-            runs[side].append(run_side(side, lmbda, args, work))
-    write_outputs(summarize(runs, args), Path(args.output))
+            speed_runs[side].append(run_side(side, .01, args, work, [args.speed_steps],
+                                             f"_speed{round_}", kodak_limit=1, threads=0))
+    if args.speed_only:
+        print(json.dumps({s: [r["budgets"][-1]["steps_per_second"] for r in rs]
+                          for s, rs in speed_runs.items()}))
+        return 0
+    write_outputs(summarize(runs, speed_runs, args), Path(args.output))
     return 0
 
 

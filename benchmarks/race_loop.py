@@ -85,7 +85,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop-sampling", default="area")
     parser.add_argument("--flips", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TF intra-op threads (0: TF's default)")
     parser.add_argument("--output", required=True, help="JSON file to write")
+
+
+def set_threads(tf, threads: int) -> None:
+    """Pins TF's thread pools (before any op runs); 0 leaves TF's defaults."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def load_kodak(folder: str, limit: int | None) -> list[np.ndarray]:

@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     race_loop.add_arguments(parser)
     args = parser.parse_args(argv)
+    race_loop.set_threads(tf, args.threads)
     tf.random.set_seed(args.seed)
     args.flips = bool(args.flips)
     model = Reference(args.lmbda, args.filters)
