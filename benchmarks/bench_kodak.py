@@ -106,11 +106,11 @@ def main(argv=None) -> int:
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=24, help="epochs of the anchor λ")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of the anchor λ")
     parser.add_argument("--anchor", type=float, default=.01,
                         help="λ of the anchor model trained from scratch; every λ of the sweep "
                              "warm-starts from it (0: every λ from scratch)")
-    parser.add_argument("--finetune-epochs", type=int, default=10,
+    parser.add_argument("--finetune-epochs", type=int, default=6,
                         help="epochs of each warm-started λ")
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--probe-images", type=int, default=4,

@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         race_loop.write(rdpipe_side(args), args.output)
         return 0
     parser.add_argument("--lambdas", type=float, nargs="+", default=[.0016, .004, .01, .03])
-    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 4000])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 2000])
     parser.add_argument("--filters", type=int, default=128)
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -107,9 +107,11 @@ class BLS2017Trainer(keras.Model):
 
     def call(self, images, training=False):
         x = tf.cast(images, tf.float32)
-        y = self.analysis_transform(x / 255.)
+        # Under a mixed-precision policy the transforms compute in bfloat16; the rate and the
+        # distortion are always float32.
+        y = tf.cast(self.analysis_transform(x / 255.), tf.float32)
         y_tilde, bits = self.entropy_model(y, training=training)
-        x_tilde = self.synthesis_transform(y_tilde) * 255.
+        x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
         pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
         bpp = tf.reduce_mean(bits) / pixels
         mse = tf.reduce_mean(tf.square(x - x_tilde))
@@ -200,7 +202,7 @@ class ImageCodec(tf.Module):
                  "decoder's memory bound); split them into tiles. Got height, width:",
                  height, width])]):
             x = tf.cast(images, tf.float32) / 255.
-        y = self.analysis_transform(_replicate_pad(x, DOWNSAMPLING))
+        y = tf.cast(self.analysis_transform(_replicate_pad(x, DOWNSAMPLING)), tf.float32)
         _, bits = self.entropy_model(y, training=False)
         strings = add_image_shape(self.entropy_model.compress(y), height, width)
         pixels = tf.cast(height * width, tf.float32)
@@ -213,7 +215,7 @@ class ImageCodec(tf.Module):
         same = tf.reduce_all((height == h) & (width == w))
         grid = [(h + DOWNSAMPLING - 1) // DOWNSAMPLING, (w + DOWNSAMPLING - 1) // DOWNSAMPLING]
         y_hat, ok = self.entropy_model.decompress(payload, grid)
-        x_hat = self.synthesis_transform(y_hat)[:, :h, :w, :]
+        x_hat = tf.cast(self.synthesis_transform(y_hat), tf.float32)[:, :h, :w, :]
         images = tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
         return images, ok & shape_ok, same
 

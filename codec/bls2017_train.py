@@ -28,6 +28,9 @@ class ImageTrainConfig:
 
     lmbda: float = .01
     filters: int = 128
+    # 256² crops move 1.3× more pixels/s (fewer latents in the zero-padded border ring) but
+    # take 3× longer per step; at CPU budgets of 10⁴ steps the loss is still falling fast with
+    # the step count, so 128² stays the default (train_speed.json; TFC uses 256² for 10⁶ steps).
     patch_size: int = 128
     batch_size: int = 8
     steps_per_epoch: int = 200
@@ -45,7 +48,12 @@ class ImageTrainConfig:
     last_analysis_bias: bool = False
     crop_sampling: str = "area"              # "area" (∝ pixels) or "per_file"
     flips: bool = True                       # random horizontal / vertical flips of crops
-    jit_compile: bool = False                # XLA for the train step
+    # XLA for the train step: 4.3× slower per step on this CPU (train_speed.json), so off.
+    jit_compile: bool = False
+    # "" (float32) or "mixed_bfloat16": the transforms compute in bfloat16 (GPUs since
+    # Ampere, CPUs with AVX512-BF16), variables, rate and distortion stay float32. float16
+    # would need loss scaling and is not offered.
+    precision_policy: str = ""
     channels: int = 3
     tail_mass: float = 2 ** -8
     precision: int = 12
@@ -69,6 +77,8 @@ class ImageTrainConfig:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLINGS}")
         if self.prior_lr_multiplier <= 0:
             raise ValueError("prior_lr_multiplier must be > 0")
+        if self.precision_policy not in ("", "float32", "mixed_bfloat16"):
+            raise ValueError("precision_policy must be '', 'float32' or 'mixed_bfloat16'")
 
     @property
     def transform_options(self) -> TransformOptions:
@@ -122,11 +132,17 @@ def distribution_strategy() -> tf.distribute.Strategy:
 
 def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
     """The trainer, compiled, with its variables created (under the current strategy scope,
-    if any)."""
-    trainer = BLS2017Trainer(config.lmbda, config.filters, config.channels,
-                             options=config.transform_options,
-                             prior_init_scale=config.prior_init_scale,
-                             legacy_prior_numerics=config.legacy_prior_numerics)
+    if any); its layers keep `config.precision_policy`, the global Keras policy is restored."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision_policy or "float32")
+    try:
+        trainer = BLS2017Trainer(config.lmbda, config.filters, config.channels,
+                                 options=config.transform_options,
+                                 prior_init_scale=config.prior_init_scale,
+                                 legacy_prior_numerics=config.legacy_prior_numerics)
+        trainer(tf.zeros((1, 16, 16, config.channels), tf.uint8))   # create variables
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
     prior_optimizer = None
     if config.prior_lr_multiplier != 1:
@@ -134,7 +150,6 @@ def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
             learning_rate=config.learning_rate * config.prior_lr_multiplier)
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, **clip),
                     prior_optimizer=prior_optimizer, jit_compile=config.jit_compile)
-    trainer(tf.zeros((1, 16, 16, config.channels), tf.uint8))   # create variables
     return trainer
 
 

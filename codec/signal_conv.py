@@ -51,8 +51,10 @@ def kernel_to_rdft(kernel: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def rdft_to_kernel(real: tf.Tensor, imag: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """Inverse of `kernel_to_rdft`: `[in, out, h, w//2+1]` coefficients → `[h, w, in, out]`."""
-    spectrum = tf.complex(real, imag) * math.sqrt(size[0] * size[1])
+    """Inverse of `kernel_to_rdft`: `[in, out, h, w//2+1]` coefficients → `[h, w, in, out]`
+    (float32: the FFT has no half-precision kernels)."""
+    spectrum = tf.complex(tf.cast(real, tf.float32), tf.cast(imag, tf.float32))
+    spectrum *= math.sqrt(size[0] * size[1])
     return tf.transpose(tf.signal.irfft2d(spectrum, fft_length=size), (2, 3, 0, 1))
 
 
@@ -115,7 +117,7 @@ class SignalConv2D(keras.layers.Layer):
         return tf.transpose(self._kernel, (0, 1, 3, 2)) if self.transpose else self._kernel
 
     def call(self, x):
-        kernel = self.kernel
+        kernel = tf.cast(self.kernel, x.dtype)   # x may be bfloat16 under mixed precision
         if self.transpose:
             shape = tf.shape(x)
             output_shape = tf.stack([shape[0], shape[1] * self.strides,

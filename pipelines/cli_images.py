@@ -31,7 +31,8 @@ def cmd_train_images(args) -> None:
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
         learning_rate=args.learning_rate, clipnorm=args.clipnorm,
         prior_lr_multiplier=args.prior_lr_multiplier, parameterization=args.parameterization,
-        jit_compile=args.jit, channels=1 if args.grey else 3, coder=args.coder,
+        jit_compile=args.jit,
+        precision_policy="mixed_bfloat16" if args.mixed_precision else "", channels=1 if args.grey else 3, coder=args.coder,
         train_dir=",".join(args.train_dir), verbose=0 if args.quiet else 2, init_from=args.init_from or "")
     output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
     summary = train_image_codec(config, output)
@@ -215,6 +216,8 @@ def add_image_parsers(sub) -> None:
     p.add_argument("--parameterization", choices=["rdft", "plain"], default="rdft",
                    help="conv kernels trained as RDFT coefficients (TFC's default) or plain")
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="transforms in bfloat16 (GPU / AVX512-BF16 CPU); variables float32")
     p.add_argument("--grey", action="store_true", help="train on greyscale images")
     p.add_argument("--coder", default="portable", choices=["portable", "tfc"])
     p.add_argument("--output", help="output dir (default models/bls2017/lmbda_<λ>)")

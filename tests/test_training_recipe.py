@@ -216,3 +216,18 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
     assert result["replicas"] == 2
     assert np.isfinite(result["loss"])
     assert "Mirrored" in result["mirrored"]
+
+
+def test_mixed_bfloat16_trains_in_bfloat16_and_exports_a_working_codec():
+    from codec.bls2017 import ImageCodec
+    trainer = build_image_trainer(ImageTrainConfig(filters=8,
+                                                   precision_policy="mixed_bfloat16"))
+    assert keras.mixed_precision.global_policy().name == "float32"   # restored
+    assert trainer.analysis_transform.layers[0].compute_dtype == "bfloat16"
+    assert all(v.dtype == tf.float32 for v in trainer.trainable_variables)
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)), tf.uint8)
+    losses = [float(trainer.optimize(images)["loss"]) for _ in range(3)]
+    assert np.all(np.isfinite(losses))
+    codec = ImageCodec(trainer)
+    decoded = codec.decompress(codec.compress(images[:1, :17, :20])["strings"])["images"]
+    assert decoded.shape == (1, 17, 20, 3)
