@@ -47,9 +47,9 @@ def json_to_array(value, dtype: tf.dtypes.DType, name: str) -> np.ndarray:
         array = np.asarray(value)
     except RequestError:
         raise
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise RequestError("INVALID_ARGUMENT", f"input {name!r}: not a rectangular numeric "
-                           f"array ({error})") from None
+                           f"array ({type(error).__name__}: {error})") from None
     if array.dtype.kind not in "biuf" or (array.size == 0 and array.ndim == 0):
         raise RequestError("INVALID_ARGUMENT",
                            f"input {name!r}: expects {dtype.name} numbers, got {array.dtype}")
@@ -252,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RequestError("INVALID_ARGUMENT", f"malformed JSON: {error}") from None
+        except RecursionError:   # Python's parser recurses per nesting level
+            raise RequestError("INVALID_ARGUMENT", "malformed JSON: nested too deeply") from None
         if not isinstance(body, dict):
             raise RequestError("INVALID_ARGUMENT", "request body must be a JSON object")
         return body

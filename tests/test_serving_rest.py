@@ -102,6 +102,10 @@ def test_rest_errors_use_tf_serving_statuses(served, path, body, status, text):
 def test_rest_rejects_malformed_json_and_oversized_bodies(served, tiny_model):
     status, payload = _json(f"{served.rest}/v1/models/mnist_l500:predict", raw=b"{not json")
     assert status == 400 and "malformed JSON" in payload["error"]
+    # 5,000 levels of nesting: answered 400, not a dropped connection (RecursionError).
+    deep = b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    status, payload = _json(f"{served.rest}/v1/models/mnist_l500:predict", raw=deep)
+    assert status == 400 and "nested too deeply" in payload["error"]
     # The size is refused from the header, before the body is read.
     limit = served.server.options.max_request_bytes
     connection = http.client.HTTPConnection(served.rest.removeprefix("http://"), timeout=30)
