@@ -136,7 +136,7 @@ def cmd_figure(args) -> None:
         originals = originals[:16]
         strings, info = codec.compress(originals)
         path = figures.digit_grid(originals, strings, info, codec.decompress(strings),
-                                  args.output, title=Path(args.models[0]).name)
+                                  args.output, title=_model_title(Path(args.models[0])))
     else:
         images, _ = mnist_arrays(args.split, args.data_dir, args.mnist_dir)
         points = []
@@ -152,12 +152,32 @@ def cmd_figure(args) -> None:
 
 
 def _lambda_of(model_dir: Path) -> float:
+    """λ of a trained model dir (its training.json) or of a pushed one
+    (`<serving name>_l<λ>/<version>`, as the Pusher names them); NaN if unknown."""
     import json
+    import re
 
     for candidate in (model_dir / "training.json", model_dir.parent / "training.json"):
         if candidate.is_file():
             return float(json.loads(candidate.read_text())["config"]["lmbda"])
+    for name in (model_dir.name, model_dir.parent.name):
+        match = re.search(r"_l(\d+(?:\.\d+)?)$", name)
+        if match:
+            return float(match.group(1))
     return float("nan")
+
+
+def _model_title(model_dir: Path) -> str:
+    """"λ=500 (mnist_l500, version 3)" for a pushed model, "λ=2000 (lmbda_2000)" for a
+    trained one; the directory name alone when λ is unknown."""
+    import math
+
+    lmbda = _lambda_of(model_dir)
+    if math.isnan(lmbda):
+        return model_dir.name
+    if model_dir.name.isdigit():
+        return f"λ={lmbda:g} ({model_dir.parent.name}, version {model_dir.name})"
+    return f"λ={lmbda:g} ({model_dir.name})"
 
 
 # ----------------------------------------------------------------------------------- demo

@@ -111,3 +111,15 @@ def test_layout_and_codec_imports_no_tfx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_figure_titles_name_lambda_for_pushed_and_trained_models(tmp_path):
+    from pipelines.cli import _model_title
+    pushed = tmp_path / "serving" / "mnist_l500" / "3"
+    pushed.mkdir(parents=True)
+    assert _model_title(pushed) == "λ=500 (mnist_l500, version 3)"
+    trained = tmp_path / "lmbda_2000"
+    trained.mkdir()
+    (trained / "training.json").write_text('{"config": {"lmbda": 2000}}')
+    assert _model_title(trained) == "λ=2000 (lmbda_2000)"
+    assert _model_title(tmp_path) == tmp_path.name
