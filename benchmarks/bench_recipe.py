@@ -67,9 +67,9 @@ def run_variant(index: int, args) -> dict:
     from codec import image_eval
     from codec.bls2017_train import ImageTrainConfig, train_image_codec
     name, options = variants()[index]
-    out = Path(args.work_dir) / f"variant_{index}"
+    out = Path(args.work_dir) / (f"variant_{index}" + ("" if args.seed == 0 else f"_seed{args.seed}"))
     config = ImageTrainConfig(lmbda=args.lmbda, steps_per_epoch=args.steps // 5, epochs=5,
-                              train_dir=TRAIN_DIRS, verbose=0, **options)
+                              train_dir=TRAIN_DIRS, verbose=0, seed=args.seed, **options)
     summary = train_image_codec(config, out)
     images = image_eval.load_images(DATA / "kodak", args.kodak)
     point = image_eval.evaluate_model(str(out), images)
@@ -90,7 +90,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="TF threads per variant")
     parser.add_argument("--work-dir", default=str(ROOT / ".cache" / "recipe"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "recipe.json"))
-    parser.add_argument("--variant", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", type=int,
+                        help="train and evaluate only this variant (printed as JSON)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of weights, noise and crops (run-to-run noise: rerun a "
+                             "variant with another seed)")
     args = parser.parse_args(argv)
     if args.variant is not None:
         print(json.dumps(run_variant(args.variant, args)))
