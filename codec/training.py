@@ -9,11 +9,12 @@ import tf_keras as keras
 
 
 def fit_resumable(trainer: keras.Model, train: tf.data.Dataset, output_dir: Path, *,
-                  epochs: int, verbose: int, extra_callbacks: tuple = (), **fit_kwargs) -> tuple[keras.callbacks.History, float,
-                                                                   int]:
+                  epochs: int, verbose: int, extra_callbacks: tuple = (),
+                  **fit_kwargs) -> tuple[keras.callbacks.History, float, int]:
     """`trainer.fit` with a checkpoint (trainer + optimizer) after every epoch under
     `output_dir/checkpoints` and TensorBoard logs under `output_dir/logs`; resumes from the
-    newest checkpoint; `extra_callbacks` run after the checkpoint. Returns (history, seconds spent in fit, epoch it started from)."""
+    newest checkpoint; `extra_callbacks` run after the checkpoint. Returns (history, seconds
+    spent in fit, epoch it started from)."""
     checkpoint = tf.train.Checkpoint(trainer=trainer, optimizer=trainer.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, output_dir / "checkpoints", max_to_keep=2)
     initial_epoch = 0

@@ -32,8 +32,9 @@ def cmd_train_images(args) -> None:
         learning_rate=args.learning_rate, clipnorm=args.clipnorm,
         prior_lr_multiplier=args.prior_lr_multiplier, parameterization=args.parameterization,
         jit_compile=args.jit,
-        precision_policy="mixed_bfloat16" if args.mixed_precision else "", channels=1 if args.grey else 3, coder=args.coder,
-        train_dir=",".join(args.train_dir), verbose=0 if args.quiet else 2, init_from=args.init_from or "")
+        precision_policy="mixed_bfloat16" if args.mixed_precision else "",
+        channels=1 if args.grey else 3, coder=args.coder, train_dir=",".join(args.train_dir),
+        verbose=0 if args.quiet else 2, init_from=args.init_from or "")
     output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
     summary = train_image_codec(config, output)
     history = summary["history"]
