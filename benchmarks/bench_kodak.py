@@ -161,6 +161,7 @@ def main(argv=None) -> int:
         "training": training_summaries(model_dirs),
         "reference": "benchmarks/reference/kodak_published.json (sources cited there)",
         "images": len(images), "command": "make bench-kodak",
+        "arguments": {k: v for k, v in vars(args).items() if k not in ("output", "models_dir")},
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

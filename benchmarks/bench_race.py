@@ -41,7 +41,7 @@ def rdpipe_side(args) -> dict:
     import tf_keras as keras
     from codec import image_eval
     from codec.bls2017 import ImageCodec
-    from codec.bls2017_train import ImageTrainConfig, build_image_trainer
+    from codec.bls2017_train import ImageTrainConfig, build_image_trainer, round_trip
 
     race_loop.set_threads(tf, args.threads)
     keras.utils.set_random_seed(args.seed)
@@ -58,15 +58,7 @@ def rdpipe_side(args) -> dict:
     def make_codec():
         codec = ImageCodec(trainer, tail_mass=config.tail_mass, precision=config.precision,
                            coder=config.coder)
-
-        def encode(images):
-            strings, decoded = [], []
-            for image in images:
-                string = codec.compress(image[None])["strings"]
-                strings.append(string.numpy()[0])
-                decoded.append(codec.decompress(string)["images"].numpy()[0])
-            return strings, decoded
-        return encode
+        return lambda images: round_trip(codec, images)
 
     kodak = race_loop.load_kodak(args.kodak, args.kodak_limit)
     result = race_loop.run(args, step, make_codec, image_eval.ms_ssim, kodak)

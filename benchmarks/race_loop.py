@@ -26,6 +26,8 @@ LOG_EVERY = 100   # learning-curve resolution (steps)
 
 
 def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
+    """PSNR (dB, peak 255). The same formula as `codec.image_eval.psnr`, which the peer's
+    virtualenv cannot import (it pulls in rdpipe's TF 2.16 stack); both sides use this one."""
     mse = float(np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 

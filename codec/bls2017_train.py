@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from codec import image_eval
 from codec.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
 from codec.crops import CROP_SAMPLINGS, crop_stream, load_image_folders
 from codec.training import fit_resumable
@@ -173,17 +174,23 @@ def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path)
     return True
 
 
-def probe_rate_distortion(codec: ImageCodec, images: list[np.ndarray]) -> dict:
-    """Mean actual bpp (bits of the strings / pixels) and PSNR (dB, peak 255) of `codec` on
-    uint8 `[H, W, C]` images, one image per call."""
-    rates, psnrs = [], []
+def round_trip(codec: ImageCodec, images: list[np.ndarray]) -> tuple[list[bytes], list]:
+    """Each uint8 `[H, W, C]` image through `compress` → `decompress`, one image per call:
+    (strings, decoded images)."""
+    strings, decoded = [], []
     for image in images:
-        strings = codec.compress(image[None])["strings"]
-        decoded = codec.decompress(strings)["images"].numpy()[0].astype(np.float64)
-        rates.append(8 * len(strings.numpy()[0]) / (image.shape[0] * image.shape[1]))
-        mse = np.mean((decoded - image) ** 2)
-        psnrs.append(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
-    return {"bpp": float(np.mean(rates)), "psnr": float(np.mean(psnrs))}
+        string = codec.compress(image[None])["strings"]
+        strings.append(string.numpy()[0])
+        decoded.append(codec.decompress(string)["images"].numpy()[0])
+    return strings, decoded
+
+
+def probe_rate_distortion(codec: ImageCodec, images: list[np.ndarray]) -> dict:
+    """Mean actual bpp (bits of the strings / pixels) and PSNR (dB, peak 255) of `codec`."""
+    strings, decoded = round_trip(codec, images)
+    return {"bpp": float(np.mean([8 * len(s) / (i.shape[0] * i.shape[1])
+                                  for s, i in zip(strings, images)])),
+            "psnr": float(np.mean([image_eval.psnr(i, d) for i, d in zip(images, decoded)]))}
 
 
 class LearningCurveProbe(keras.callbacks.Callback):
