@@ -166,7 +166,8 @@ class ImageCodec(tf.Module):
     """Exported module: compress / decompress (any image size) + the SVD signatures.
 
       compress(images uint8 [B, H, W, C]) → strings [B], bits_per_pixel float32 [B]
-          (information content of the quantized latents under the prior)
+          (information content of the quantized latents under the prior), model_fingerprint
+          string [B] (the tables' fingerprint, codec/container.py)
       decompress(strings [B], all of one image size) → images uint8 [B, H, W, C]; fails on
           strings that fail the shape or end-of-stream checks
       decompress_unchecked(strings) → images, sanity_ok
@@ -206,7 +207,9 @@ class ImageCodec(tf.Module):
         _, bits = self.entropy_model(y, training=False)
         strings = add_image_shape(self.entropy_model.compress(y), height, width)
         pixels = tf.cast(height * width, tf.float32)
-        return {"strings": strings, "bits_per_pixel": bits / pixels}
+        return {"strings": strings, "bits_per_pixel": bits / pixels,
+                "model_fingerprint":
+                    self.entropy_model.fingerprint_strings(tf.shape(images)[0])}
 
     def _decode(self, strings):
         payload, height, width, shape_ok = split_image_shape(strings)

@@ -164,14 +164,36 @@ def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path)
     if source is None:
         raise FileNotFoundError(f"--init-from {init_from}: no checkpoints under "
                                 f"{Path(init_from) / 'checkpoints'}")
-    try:   # the optimizer state of the source is deliberately not restored: expect_partial
-        status = tf.train.Checkpoint(trainer=trainer).restore(source).expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:   # ValueError: a variable's shape differs
-        raise ValueError(f"--init-from {init_from}: checkpoint does not match this model "
-                         f"(filters/channels differ?): {error}") from error
+    _restore_weights(trainer, source, f"--init-from {init_from}")
     print(f"warm start from {source}")
     return True
+
+
+def _restore_weights(trainer: BLS2017Trainer, checkpoint: str, what: str) -> None:
+    try:   # the optimizer state is deliberately not restored: expect_partial
+        status = tf.train.Checkpoint(trainer=trainer).restore(checkpoint).expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:   # ValueError: a variable's shape differs
+        raise ValueError(f"{what}: checkpoint does not match this model "
+                         f"(filters/channels differ?): {error}") from error
+
+
+def reexport_image_codec(model_dir: str | Path, saved_model_dir: str | Path) -> ImageCodec:
+    """Exports a trained model again, with today's export code, from its newest checkpoint and
+    the config in `model_dir/summary.json` (e.g. for the model zoo: signatures added since it
+    was trained). The weights, hence the tables and every string, are unchanged."""
+    model_dir = Path(model_dir)
+    summary_file = model_dir / "summary.json"
+    checkpoint = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    if not summary_file.is_file() or checkpoint is None:
+        raise FileNotFoundError(f"{model_dir}: not a trained model dir (summary.json and "
+                                "checkpoints/ expected)")
+    fields = {f.name for f in dataclasses.fields(ImageTrainConfig)}
+    config = ImageTrainConfig(**{k: v for k, v in json.loads(summary_file.read_text())[
+        "config"].items() if k in fields})
+    trainer = build_image_trainer(config)
+    _restore_weights(trainer, checkpoint, str(model_dir))
+    return export_image_codec(trainer, saved_model_dir, config)
 
 
 def round_trip(codec: ImageCodec, images: list[np.ndarray]) -> tuple[list[bytes], list]:

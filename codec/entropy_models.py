@@ -12,6 +12,7 @@ Latent layout: `[batch, *positions, channels]`; the prior has one scalar distrib
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Callable, Protocol
 
@@ -161,6 +162,20 @@ class EntropyModel(tf.Module):
         return CdfTables(tf.convert_to_tensor(self._cdf), tf.convert_to_tensor(self._cdf_offset),
                          tf.convert_to_tensor(self._cdf_length))
 
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying the coding tables (see `table_fingerprint`)."""
+        self._check_compression()
+        return table_fingerprint(self._cdf, self._cdf_offset, self._cdf_length,
+                                 self._quantization_offset).hex()
+
+    def fingerprint_strings(self, batch_size: tf.Tensor) -> tf.Tensor:
+        """`string[batch_size]` of `fingerprint`: the `model_fingerprint` output of exported
+        compress signatures, so a client of a server can label the files it writes."""
+        with tf.init_scope():   # the tables are read eagerly at trace time: a constant
+            fingerprint = self.fingerprint
+        return tf.fill(tf.reshape(batch_size, [1]), tf.constant(fingerprint))
+
     def _check_compression(self) -> None:
         if not self.compression:
             raise RuntimeError("entropy model was built with compression=False: no coding tables")
@@ -222,6 +237,18 @@ class EntropyModel(tf.Module):
         gamma = 2.0 * tf.floor(tf.math.log(tf.cast(over, tf.float32) + 1.0) / math.log(2.)) + 1
         bits += tf.where(escape, gamma, 0.0)
         return tf.reduce_sum(bits, axis=[1, 2])
+
+
+def table_fingerprint(cdf, cdf_offset, cdf_length, quantization_offset) -> bytes:
+    """8 bytes of SHA-256 over the coding tables (big-endian int32 CDFs, offsets and lengths,
+    float32 quantization offsets): equal for two models exactly when they code alike, so a
+    `.bin` file can name the model that decodes it (codec/container.py)."""
+    digest = hashlib.sha256()
+    for array, dtype in ((cdf, ">i4"), (cdf_offset, ">i4"), (cdf_length, ">i4"),
+                         (quantization_offset, ">f4")):
+        values = np.asarray(array.numpy() if hasattr(array, "numpy") else array)
+        digest.update(np.ascontiguousarray(values.astype(dtype)).tobytes())
+    return digest.digest()[:8]
 
 
 def check_decoded(ok: tf.Tensor) -> None:

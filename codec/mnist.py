@@ -165,7 +165,8 @@ class MNISTCodec(tf.Module):
     """Compressor + decompressor sharing one entropy model (and so one set of tables).
 
     Signatures (all exported to the SavedModel):
-      compress(images uint8 [B,28,28,1]) → strings string [B], information_bits float32 [B]
+      compress(images uint8 [B,28,28,1]) → strings string [B], information_bits float32 [B],
+          model_fingerprint string [B] (the tables' fingerprint, codec/container.py)
       decompress(strings string [B]) → images uint8 [B,28,28,1]; fails (InvalidArgumentError)
           if any string fails the end-of-stream sanity check
       decompress_unchecked(strings) → images, sanity_ok bool [B]; never fails — the tutorial's
@@ -196,7 +197,9 @@ class MNISTCodec(tf.Module):
     def compress(self, images):
         y = self.analysis_transform(to_unit_float(images))
         _, bits = self.entropy_model(y, training=False)
-        return {"strings": self.entropy_model.compress(y), "information_bits": bits}
+        return {"strings": self.entropy_model.compress(y), "information_bits": bits,
+                "model_fingerprint":
+                    self.entropy_model.fingerprint_strings(tf.shape(images)[0])}
 
     def _decode(self, strings):
         y_hat, ok = self.entropy_model.decompress(strings, [1])

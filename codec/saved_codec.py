@@ -7,16 +7,20 @@ raises `DecodeError` with the failing indices instead of an opaque op error.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from codec.coders import FORMAT_IDS, coder_of_string
-from codec.entropy_models import DecodeError, check_decoded
+from codec.entropy_models import DecodeError, check_decoded, table_fingerprint
 
-__all__ = ["SavedCodec", "DecodeError", "InputError"]
+__all__ = ["SavedCodec", "DecodeError", "InputError", "model_lambda", "model_name",
+           "lambda_of_serving_name"]
 
 
 LEGACY_CODER = "tfc-v0"   # bitstream v0: TFC payload without a format byte (schemas/bitstream.md)
@@ -31,11 +35,54 @@ def _load_custom_ops() -> None:
     import tensorflow_compression_ops  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
 
 
+def model_lambda(model_dir: str | os.PathLike) -> float:
+    """λ of a model dir: its model card (zoo), training.json / summary.json (trained), or the
+    Pusher's `<serving name>_l<λ>/<version>` naming (pushed); NaN if unknown."""
+    model_dir = Path(model_dir)
+    for directory in (model_dir, model_dir.parent):
+        card = directory / "card.json"
+        if card.is_file():
+            return float(json.loads(card.read_text())["lambda"])
+        for name in ("training.json", "summary.json"):
+            if (directory / name).is_file():
+                return float(json.loads((directory / name).read_text())["config"]["lmbda"])
+    for name in (model_dir.name, model_dir.parent.name):
+        lmbda = lambda_of_serving_name(name)
+        if not math.isnan(lmbda):
+            return lmbda
+    return float("nan")
+
+
+def lambda_of_serving_name(name: str) -> float:
+    """λ from the Pusher's serving names `<name>_l<λ>` (e.g. `images_l0.01`); NaN otherwise."""
+    match = re.search(r"_l(\d+(?:\.\d+)?(?:e-?\d+)?)$", name)
+    return float(match.group(1)) if match else float("nan")
+
+
+def model_name(model_dir: str | os.PathLike) -> str:
+    """How files name the model that wrote them: the zoo name (`bls2017-q3`), the training
+    output dir (`lmbda_0.01`), or `<serving name>/<version>` for a pushed model."""
+    path = Path(model_dir).resolve()
+    if path.name == "saved_model":
+        path = path.parent
+    card = path / "card.json"
+    if card.is_file():
+        return str(json.loads(card.read_text())["name"])
+    if path.name.isdigit():
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
 class SavedCodec:
-    """A loaded codec SavedModel (`path` is the `saved_model/` dir or the training output dir)."""
+    """A loaded codec SavedModel (`path` is the `saved_model/` dir or the training output dir).
+
+    Attributes for the file container (codec/container.py): `name`, `lmbda`, `fingerprint`
+    (8 bytes over the entropy tables), `channels` and `fixed_size` (`(H, W)`, or None when the
+    model codes any size)."""
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
+        given = path
         if (path / "saved_model").is_dir():
             path = path / "saved_model"
         if not (path / "saved_model.pb").is_file():
@@ -46,17 +93,29 @@ class SavedCodec:
         self._compress = self._module.signatures["compress"]
         self._decompress = self._module.signatures["decompress_unchecked"]
         spec = self._compress.structured_input_signature[1]["images"]
-        self.image_shape: tuple = tuple(spec.shape[1:])  # e.g. (28, 28, 1)
+        self.image_shape: tuple = tuple(spec.shape[1:])  # e.g. (28, 28, 1) or (None, None, 3)
+        self.channels: int = int(self.image_shape[-1])
+        self.fixed_size = (tuple(self.image_shape[:2])
+                           if all(isinstance(d, int) for d in self.image_shape) else None)
+        self.name = model_name(given)
+        self.lmbda = model_lambda(given if given != path else path.parent)
         self._coder: str | None = None
+
+    @property
+    def fingerprint(self) -> bytes:
+        """8 bytes of SHA-256 over the model's entropy tables (`table_fingerprint`)."""
+        tables = self._module.entropy_model
+        return table_fingerprint(tables._cdf, tables._cdf_offset,  # pylint: disable=protected-access
+                                 tables._cdf_length, tables._quantization_offset)  # pylint: disable=protected-access
 
     @property
     def coder(self) -> str | None:
         """Name of the model's entropy coder, read from the format byte of a probe string."""
-        if self._coder is None and all(isinstance(d, int) for d in self.image_shape):
+        if self._coder is None:
             # Three different images: every v1 string carries the same format byte, while the
             # first bytes of v0 strings (TFC payload only, exported before the format byte)
             # vary. v0 models keep decoding their own strings, without a format check.
-            shape = (1,) + self.image_shape
+            shape = (1,) + (self.fixed_size or (16, 16)) + (self.channels,)
             probes = [np.zeros(shape, np.uint8), np.full(shape, 255, np.uint8),
                       np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)]
             names = {coder_of_string(self._compress(images=tf.constant(p))["strings"].numpy()[0])
@@ -69,6 +128,8 @@ class SavedCodec:
         images = np.asarray(images)
         if images.dtype != np.uint8:
             raise InputError(f"images must be uint8 in [0, 255], got dtype {images.dtype}")
+        if self.fixed_size is None:
+            return self._as_image_batch(images)
         shape = self.image_shape
         if images.shape == shape[:-1] and shape[-1] == 1:   # one [H, W] image
             images = images[None]
@@ -81,10 +142,25 @@ class SavedCodec:
                              f"(or without the channel axis), got {list(images.shape)}")
         return images
 
+    def _as_image_batch(self, images: np.ndarray) -> np.ndarray:
+        """Any-size models: `[H, W, C]` or `[B, H, W, C]` (`[H, W]` for greyscale models)."""
+        if images.ndim == 2 and self.channels == 1:
+            images = images[..., None]
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[-1] != self.channels or 0 in images.shape:
+            raise InputError(f"images must have shape [batch, height, width, {self.channels}], "
+                             f"got {list(images.shape)}")
+        return images
+
     def compress(self, images) -> tuple[list[bytes], np.ndarray]:
         """uint8 images → (one byte string per image, information content in bits per image)."""
-        out = self._compress(images=tf.constant(self._as_batch(images)))
-        return list(out["strings"].numpy()), out["information_bits"].numpy()
+        images = self._as_batch(images)
+        out = self._compress(images=tf.constant(images))
+        if "information_bits" in out:
+            return list(out["strings"].numpy()), out["information_bits"].numpy()
+        pixels = images.shape[1] * images.shape[2]     # image codecs report bits per pixel
+        return list(out["strings"].numpy()), out["bits_per_pixel"].numpy() * pixels
 
     def decompress(self, strings, check: bool = True) -> np.ndarray:
         """Byte strings → uint8 images `[B, *image_shape]`.

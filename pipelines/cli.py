@@ -1,5 +1,5 @@
-"""`rdpipe` command line: train, compress, decompress, sample, digits, figure, demo, pipeline,
-serve, client, audit-ops, eval, svd-report.
+"""`rdpipe` command line: train, compress, decompress, zoo, sample, digits, figure, demo,
+pipeline, serve, client, audit-ops, eval, train-images, svd-report.
 
 Run `rdpipe COMMAND --help` for the options of each command.
 """
@@ -17,8 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-from pipelines.cli_common import CliError, read_images  # noqa: E402
+from pipelines.cli_common import CliError  # noqa: E402
 from pipelines.cli_images import add_image_parsers  # noqa: E402
+from pipelines.cli_photos import add_photo_parsers  # noqa: E402
 from pipelines.cli_serving import add_serving_parsers  # noqa: E402
 
 
@@ -47,54 +48,6 @@ def cmd_train(args) -> None:
               f"MAE {history['val_distortion'][-1]:.4f}")
     print(f"SavedModel: {output / 'saved_model'}   TensorBoard: tensorboard --logdir "
           f"{output / 'logs'}")
-
-
-# ------------------------------------------------------------------------------ compress
-def cmd_compress(args) -> None:
-    import numpy as np
-    from codec.saved_codec import SavedCodec
-
-    codec = SavedCodec(args.model)
-    items = read_images([Path(p) for p in args.inputs])
-    shapes = {a.shape for _, a in items}
-    expected = codec.image_shape[:2]
-    if shapes != {expected}:
-        raise CliError(f"this model codes {expected[0]}×{expected[1]} images; got "
-                       f"{sorted(shapes)}")
-    images = np.stack([a for _, a in items])
-    strings, info = codec.compress(images)
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'file':<28} {'bytes':>5} {'bits':>5} {'information':>11}")
-    for (name, _), string, bits in zip(items, strings, info):
-        (out_dir / f"{name}.bin").write_bytes(string)
-        print(f"{name + '.bin':<28} {len(string):>5} {8 * len(string):>5} {bits:>11.2f}")
-    total = sum(8 * len(s) for s in strings)
-    print(f"{len(strings)} images: {total / len(strings):.2f} bits/image coded, "
-          f"{info.mean():.2f} bits/image information content → {out_dir}")
-
-
-def cmd_decompress(args) -> None:
-    from PIL import Image
-    from codec.saved_codec import DecodeError, SavedCodec
-
-    codec = SavedCodec(args.model)
-    paths = [Path(p) for p in args.inputs]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise CliError(f"no such file: {', '.join(missing)}")
-    strings = [p.read_bytes() for p in paths]
-    images, ok = codec.decompress_with_status(strings)
-    bad = [str(p) for p, good in zip(paths, ok) if not good]
-    if bad and not args.no_check:
-        raise DecodeError(f"failed the decoder's sanity check (corrupt, truncated or from "
-                          f"another model): {', '.join(bad)}; use --no-check to decode anyway")
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path, image in zip(paths, images):
-        Image.fromarray(image[..., 0]).save(out_dir / f"{path.stem}.png")
-    print(f"decoded {len(paths)} strings → {out_dir}"
-          + (f" ({len(bad)} failed the sanity check)" if bad else ""))
 
 
 # ------------------------------------------------------------------------ sample / figure
@@ -127,7 +80,7 @@ def cmd_digits(args) -> None:
 def cmd_figure(args) -> None:
     from codec.datasets import mnist_arrays
     from codec.evaluation import evaluate_codec
-    from codec.saved_codec import SavedCodec
+    from codec.saved_codec import SavedCodec, model_lambda
     from pipelines import figures
 
     if args.kind == "digits":
@@ -142,7 +95,7 @@ def cmd_figure(args) -> None:
         points = []
         for model in args.models:
             result = evaluate_codec(SavedCodec(model), images)
-            lmbda = _lambda_of(Path(model))
+            lmbda = model_lambda(model)
             points.append({"lambda": lmbda, **{k: result[k] for k in
                            ("bits_per_digit", "information_bits", "mae")}})
             print(f"{model}: {result['bits_per_digit']:.2f} bits coded, "
@@ -151,28 +104,13 @@ def cmd_figure(args) -> None:
     print(f"figure → {path}")
 
 
-def _lambda_of(model_dir: Path) -> float:
-    """λ of a trained model dir (its training.json) or of a pushed one
-    (`<serving name>_l<λ>/<version>`, as the Pusher names them); NaN if unknown."""
-    import json
-    import re
-
-    for candidate in (model_dir / "training.json", model_dir.parent / "training.json"):
-        if candidate.is_file():
-            return float(json.loads(candidate.read_text())["config"]["lmbda"])
-    for name in (model_dir.name, model_dir.parent.name):
-        match = re.search(r"_l(\d+(?:\.\d+)?)$", name)
-        if match:
-            return float(match.group(1))
-    return float("nan")
-
-
 def _model_title(model_dir: Path) -> str:
     """"λ=500 (mnist_l500, version 3)" for a pushed model, "λ=2000 (lmbda_2000)" for a
     trained one; the directory name alone when λ is unknown."""
     import math
 
-    lmbda = _lambda_of(model_dir)
+    from codec.saved_codec import model_lambda
+    lmbda = model_lambda(model_dir)
     if math.isnan(lmbda):
         return model_dir.name
     if model_dir.name.isdigit():
@@ -294,20 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("compress", help="images (PNG/JPEG, or .npy uint8 digits) → .bin files")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--model", required=True, help="trained model dir or its saved_model/")
-    p.add_argument("--output-dir", default="compressed")
-    p.set_defaults(func=cmd_compress)
-
-    p = sub.add_parser("decompress", help=".bin files → PNG")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--model", required=True)
-    p.add_argument("--output-dir", default="decompressed")
-    p.add_argument("--no-check", action="store_true",
-                   help="decode even strings that fail the end-of-stream sanity check")
-    p.set_defaults(func=cmd_decompress)
-
     p = sub.add_parser("sample", help="decode random bytes: the decoder as a generative model")
     p.add_argument("--model", required=True)
     p.add_argument("-n", "--num", type=int, default=16)
@@ -356,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cron", help="also write recurring-run settings for this crontab")
     p.set_defaults(func=cmd_pipeline_compile_kubeflow)
 
+    add_photo_parsers(sub)
     add_serving_parsers(sub)
     add_image_parsers(sub)
 

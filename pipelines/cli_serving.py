@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from pipelines.cli_common import CliError, read_images
+from pipelines.cli_photos import add_compress_options, add_decompress_options
 
 
 def cmd_serve(args) -> None:
@@ -22,6 +23,16 @@ def cmd_serve(args) -> None:
         batching = (BatchingParameters.from_text(Path(args.batching_parameters_file).read_text())
                     if args.batching_parameters_file else
                     BatchingParameters(args.max_batch_size, args.batch_timeout_micros))
+    if args.zoo:
+        import tempfile
+        from codec.zoo import serving_layout
+        if args.model_base_path:
+            raise CliError("give --zoo or --model-base-path, not both")
+        args.model_base_path = tempfile.mkdtemp(prefix="rdpipe-zoo-")
+        if not serving_layout(Path(args.model_base_path)):
+            raise CliError("the zoo is empty: make bench-kodak && make zoo")
+    elif not args.model_base_path:
+        raise CliError("give --model-base-path DIR (models as <name>/<version>/) or --zoo")
     registry = ModelRegistry(args.model_base_path, num_versions=args.num_versions,
                              versions=_pinned_versions(args.model_version))
     registry.refresh()
@@ -62,7 +73,6 @@ def cmd_client(args) -> None:
 
 
 def _run_client(args) -> None:
-    import numpy as np
     from PIL import Image
     from serving.client import CodecClient
 
@@ -73,30 +83,30 @@ def _run_client(args) -> None:
             print(f"{args.model} version {version}: {state}" + (f" ({error})" if error else ""))
         return
     out_dir = Path(args.output_dir)
+    if args.client_command in ("compress", "decompress"):
+        from serving.client import ServedCodec
+        from pipelines.cli_photos import compress_files, decompress_files
+        backend = ServedCodec(client)
+        if args.client_command == "compress":
+            compress_files(backend, args.inputs, out_dir, tile=args.tile, metrics=args.metrics,
+                           quiet=args.quiet)
+        else:
+            decompress_files(lambda header: backend, args.inputs, out_dir,
+                             image_format=args.format, raw=args.raw, quiet=args.quiet)
+        print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.client_command == "compress":
-        items = read_images([Path(p) for p in args.inputs])
-        strings, info = client.compress(np.stack([a for _, a in items])[..., None])
-        for (name, _), string, bits in zip(items, strings, info):
-            (out_dir / f"{name}.bin").write_bytes(string)
-            print(f"{name}.bin: {8 * len(string)} bits ({bits:.1f} information)")
-    elif args.client_command == "decompress":
-        paths = [Path(p) for p in args.inputs]
-        images = client.decompress([p.read_bytes() for p in paths])
-        for path, image in zip(paths, images):
-            Image.fromarray(image[..., 0]).save(out_dir / f"{path.stem}.png")
-        print(f"decoded {len(paths)} strings → {out_dir}")
-    else:  # svd
-        items = read_images([Path(p) for p in args.inputs])
-        rank = None if args.compression_factor or args.energy_factor else args.rank
-        for name, image in items:
-            out = client.svd(image[None, ..., None], rank,
-                             compression_factor=args.compression_factor,
-                             energy_factor=args.energy_factor)
-            used = int(out["ranks"][0])
-            Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{used}.png")
-            print(f"{name}: rank {used} of {min(image.shape[:2])}, "
-                  f"{int(out['stored_size'][0])} numbers stored for {image.size} pixels")
+    # svd
+    items = read_images([Path(p) for p in args.inputs])
+    rank = None if args.compression_factor or args.energy_factor else args.rank
+    for name, image in items:
+        out = client.svd(image[None, ..., None], rank,
+                         compression_factor=args.compression_factor,
+                         energy_factor=args.energy_factor)
+        used = int(out["ranks"][0])
+        Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{used}.png")
+        print(f"{name}: rank {used} of {min(image.shape[:2])}, "
+              f"{int(out['stored_size'][0])} numbers stored for {image.size} pixels")
     print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
 
 
@@ -113,8 +123,11 @@ def cmd_audit_ops(args) -> None:
 
 def add_serving_parsers(sub) -> None:
     p = sub.add_parser("serve", help="TF-Serving-API server (gRPC + REST) for pushed models")
-    p.add_argument("--model-base-path", required=True,
+    p.add_argument("--model-base-path",
                    help="directory of models: <base>/<name>/<version>/saved_model.pb")
+    p.add_argument("--zoo", action="store_true",
+                   help="serve the model zoo (bls2017-q1 … as <name>/1); for a stock TF "
+                        "Serving, `rdpipe zoo serving-layout DIR` writes the same layout")
     p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     p.add_argument("--rest-port", type=int, default=8501, help="REST + metrics port")
@@ -146,13 +159,20 @@ def add_serving_parsers(sub) -> None:
     common.add_argument("--version", type=int, default=None)
     common.add_argument("--timeout", type=float, default=30.)
     common.add_argument("--ssl-ca", help="PEM CA certificate: connect with TLS")
-    common.add_argument("--output-dir", default="client-out")
-    for name, help_text in (("compress", "images → .bin via the compress signature"),
+    for name, help_text in (("compress", "photos → .bin via the compress signature (follows "
+                                         "the model's channels and size)"),
                             ("decompress", ".bin → PNG via the decompress signature"),
                             ("svd", "images → rank-r approximations (svd_approximate)")):
         q = client_sub.add_parser(name, parents=[common], help=help_text)
         q.add_argument("inputs", nargs="+")
+        if name == "compress":
+            add_compress_options(q)
+        if name == "decompress":
+            q.add_argument("--raw", action="store_true",
+                           help="inputs are raw signature strings without the rdpipe header")
+            add_decompress_options(q)
         if name == "svd":
+            q.add_argument("--output-dir", default="client-out")
             how = q.add_mutually_exclusive_group()
             how.add_argument("--rank", type=int, default=8)
             how.add_argument("--compression-factor", type=float,

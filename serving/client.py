@@ -13,9 +13,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from codec.saved_codec import lambda_of_serving_name
 from serving.server import DEFAULT_MAX_MESSAGE_BYTES, grpc_options
 
 
@@ -34,6 +36,7 @@ class CodecClient:
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.last_seconds = 0.
+        self.last_fingerprint: bytes | None = None   # model_fingerprint of the last compress
 
     def close(self) -> None:
         self._channel.close()
@@ -65,8 +68,32 @@ class CodecClient:
         return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
 
     def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
-        out = self.predict("compress", images=np.asarray(images, np.uint8))
-        return list(out["strings"]), out["information_bits"]
+        """uint8 `[B, H, W, C]` → (strings, information content in bits per image)."""
+        images = np.asarray(images, np.uint8)
+        out = self.predict("compress", images=images)
+        self.last_fingerprint = (bytes.fromhex(out["model_fingerprint"][0].decode())
+                                 if "model_fingerprint" in out else None)
+        if "information_bits" in out:
+            return list(out["strings"]), out["information_bits"]
+        return list(out["strings"]), out["bits_per_pixel"] * images.shape[1] * images.shape[2]
+
+    def signature_input_shape(self, signature: str = "compress",
+                              key: str = "images") -> tuple[int | None, ...]:
+        """Shape of a signature input from `GetModelMetadata` (None for any size), e.g.
+        `(None, 28, 28, 1)` (MNIST) or `(None, None, None, 3)` (an image codec)."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        request.model_spec.name = self.model
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        request.metadata_field.append("signature_def")
+        response = self._call(self._predict.GetModelMetadata, request)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+        if signature not in signatures.signature_def:
+            raise ValueError(f"model {self.model} has no {signature!r} signature "
+                             f"(it has {sorted(signatures.signature_def)})")
+        dims = signatures.signature_def[signature].inputs[key].tensor_shape.dim
+        return tuple(None if d.size < 0 else int(d.size) for d in dims)
 
     def decompress(self, strings: list[bytes]) -> np.ndarray:
         return self.predict("decompress", strings=np.array(strings, dtype=object))["images"]
@@ -99,3 +126,43 @@ class CodecClient:
         names = get_model_status_pb2.ModelVersionStatus.State
         return [(s.version, names.Name(s.state), s.status.error_message)
                 for s in response.model_version_status]
+
+
+class ServedCodec:
+    """A served codec model as a `codec.photo_codec.CodecBackend`: `rdpipe client compress`
+    writes the same `.bin` files as `rdpipe compress`, tiles included, following the model's
+    signature (channels, fixed or any size) read from `GetModelMetadata`.
+
+    The file names the model `<served name>` (or `<name>/<version>` when pinned); its table
+    fingerprint comes from the `model_fingerprint` output of `compress` (exports before it
+    existed leave it unknown, and their files are not checked against the decoding model)."""
+
+    def __init__(self, client: CodecClient):
+        self.client = client
+        shape = client.signature_input_shape()
+        if len(shape) != 4 or shape[-1] not in (1, 3):
+            raise ValueError(f"model {client.model}: compress takes images of shape {shape}, "
+                             "not [batch, height, width, 1 or 3]")
+        self.channels = int(shape[-1])
+        self.fixed_size = None if None in shape[1:3] else (int(shape[1]), int(shape[2]))
+        self.name = client.model + (f"/{client.version}" if client.version is not None else "")
+        self.lmbda = lambda_of_serving_name(client.model)
+        self._fingerprint: bytes | None = None
+
+    @property
+    def fingerprint(self) -> bytes | None:
+        """Read once from a compress call on a small probe image (cached)."""
+        if self._fingerprint is None:
+            probe = np.zeros((1,) + (self.fixed_size or (16, 16)) + (self.channels,), np.uint8)
+            self.client.compress(probe)
+            self._fingerprint = self.client.last_fingerprint
+        return self._fingerprint
+
+    def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        strings, bits = self.client.compress(images)
+        self._fingerprint = self.client.last_fingerprint or self._fingerprint
+        return strings, bits
+
+    def decompress(self, strings: list[bytes]) -> np.ndarray:
+        return self.client.decompress(strings)
+

@@ -1,0 +1,119 @@
+"""Whole images ↔ `.bin` files: tiling, the container header and the model check, for any
+codec backend — a local SavedModel (`codec.saved_codec.SavedCodec`) or a model behind a server
+(`serving.client.ServedCodec`); both speak the same signatures.
+
+Images larger than `tile` pixels on a side are coded as independent tiles (one signature call
+each, row-major), so memory stays bounded by one tile's transforms whatever the photo's size
+(benchmarks/bench_big_photo.py measures it); the grid is in the container header.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from codec.container import (MAX_PIXELS, MAX_TILE, MIN_TILE, UNKNOWN_FINGERPRINT,
+                             ContainerError, Header, describe_model, pack, tile_boxes, unpack)
+
+__all__ = ["CodecBackend", "DEFAULT_TILE", "encode_image", "encode_fixed_size", "decode_file",
+           "decode_fixed_size", "check_model", "ContainerError"]
+
+# 2048² tiles: a 64 MP photo is 16 calls; one tile's transforms peak near 2 GiB of float32
+# activations (the first analysis layer: 1024² × 128 channels), measured in bench_big_photo.
+DEFAULT_TILE = 2048
+
+
+class CodecBackend(Protocol):
+    """What the file layer needs from a model: its identity and its two signatures."""
+    name: str
+    lmbda: float
+    fingerprint: bytes
+    channels: int
+    fixed_size: tuple[int, int] | None
+
+    def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """uint8 `[B, H, W, C]` → (raw strings, information content in bits per image)."""
+
+    def decompress(self, strings: list[bytes]) -> np.ndarray:
+        """Raw strings (one image size) → uint8 `[B, H, W, C]`; raises on corrupt strings."""
+
+
+def _header(backend: CodecBackend, height: int, width: int, tile: int) -> Header:
+    return Header(backend.name, backend.lmbda, backend.fingerprint or UNKNOWN_FINGERPRINT,
+                  height, width, backend.channels, tile)
+
+
+def encode_image(backend: CodecBackend, image: np.ndarray,
+                 tile: int = DEFAULT_TILE) -> tuple[bytes, float]:
+    """uint8 `[H, W, C]` → (file bytes, information content in bits). Images with a side
+    above `tile` pixels are split into `tile`² tiles coded independently."""
+    height, width, channels = image.shape
+    if channels != backend.channels:
+        raise ValueError(f"image has {channels} channels, the model codes {backend.channels}")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"{height}×{width} image: above the {MAX_PIXELS:,}-pixel (64 MP) limit "
+                         "of rdpipe files")
+    if backend.fixed_size is not None:
+        return encode_fixed_size(backend, image[None])[0]
+    if not MIN_TILE <= tile <= MAX_TILE:
+        raise ValueError(f"tile size must be in [{MIN_TILE}, {MAX_TILE}], got {tile}")
+    tile = 0 if max(height, width) <= tile else tile
+    segments, bits = [], 0.
+    for top, left, bottom, right in tile_boxes(height, width, tile):
+        strings, information = backend.compress(image[None, top:bottom, left:right])
+        segments.append(strings[0])
+        bits += float(information[0])
+    return pack(_header(backend, height, width, tile), segments), bits
+
+
+def encode_fixed_size(backend: CodecBackend,
+                      images: np.ndarray) -> list[tuple[bytes, float]]:
+    """`[B, H, W, C]` images of a fixed-size model (MNIST) in one call → (file, bits) each."""
+    expected = tuple(backend.fixed_size) + (backend.channels,)
+    if images.shape[1:] != expected:
+        raise ValueError(f"this model codes {expected[0]}×{expected[1]} images; got "
+                         f"{images.shape[1]}×{images.shape[2]}")
+    strings, bits = backend.compress(images)
+    height, width = backend.fixed_size
+    return [(pack(_header(backend, height, width, 0), [string]), float(b))
+            for string, b in zip(strings, bits)]
+
+
+def check_model(header: Header, backend: CodecBackend) -> None:
+    """Refuses a file written by another model (different entropy tables), naming both."""
+    mine = backend.fingerprint or UNKNOWN_FINGERPRINT
+    if UNKNOWN_FINGERPRINT not in (header.fingerprint, mine) and header.fingerprint != mine:
+        raise ContainerError(
+            f"written by model {header.model_label}, but the model decoding it is "
+            f"{describe_model(backend.name, backend.lmbda, mine)}: decode it with "
+            f"--model {header.model}")
+    if header.channels != backend.channels:
+        raise ContainerError(f"a {header.channels}-channel image, but model {backend.name} "
+                             f"codes {backend.channels} channels")
+    if backend.fixed_size is not None and (header.height, header.width) != backend.fixed_size:
+        raise ContainerError(f"a {header.height}×{header.width} image, but model "
+                             f"{backend.name} codes {backend.fixed_size[0]}×"
+                             f"{backend.fixed_size[1]} images")
+
+
+def decode_file(backend: CodecBackend, data: bytes) -> tuple[np.ndarray, Header]:
+    """File bytes → (uint8 `[H, W, C]` image, header). Raises `ContainerError` for files that
+    are not rdpipe files or come from another model, the backend's error for corrupt tiles."""
+    header = unpack(data)
+    check_model(header, backend)
+    image = np.empty((header.height, header.width, header.channels), np.uint8)
+    for (top, left, bottom, right), segment in zip(header.boxes, header.segments):
+        decoded = backend.decompress([segment])[0]
+        if decoded.shape != (bottom - top, right - left, header.channels):
+            raise ContainerError(f"corrupt rdpipe file: a tile decodes to {decoded.shape[:2]}, "
+                                 f"the header says {(bottom - top, right - left)}")
+        image[top:bottom, left:right] = decoded
+    return image, header
+
+
+def decode_fixed_size(backend: CodecBackend, files: Sequence[bytes]) -> np.ndarray:
+    """Files of a fixed-size model (MNIST digits) decoded in one call → `[B, H, W, C]`."""
+    headers = [unpack(data) for data in files]
+    for header in headers:
+        check_model(header, backend)
+    return backend.decompress([header.segments[0] for header in headers])
