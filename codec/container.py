@@ -173,4 +173,5 @@ def unpack(data: bytes) -> Header:
     if reader.at != len(data):
         raise ContainerError(f"corrupt rdpipe file: {len(data) - reader.at} bytes after the "
                              "last tile")
-    return Header(model, float(lmbda), fingerprint, height, width, channels, tile, segments)
+    # λ travels as float32; 7 significant digits give back the decimal it was written from
+    return Header(model, float(f"{lmbda:.7g}"), fingerprint, height, width, channels, tile, segments)

@@ -44,10 +44,10 @@ def load_photo(path: str | Path, channels: int) -> tuple[np.ndarray, list[str]]:
             if getattr(image, "n_frames", 1) > 1:
                 warnings.append(f"animated image ({image.n_frames} frames): coding the first")
                 image.seek(0)
+            if _is_16_bit_colour(image):       # before load(), which drops the tile list
+                warnings.append("16 bits per channel: reduced to 8 bits")
             image.load()
             oriented = ImageOps.exif_transpose(image)
-            if _is_16_bit_colour(image):
-                warnings.append("16 bits per channel: reduced to 8 bits")
             array = _to_channels(_flatten_alpha(_to_8_bit(oriented, warnings), warnings),
                                  channels, warnings)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
@@ -59,7 +59,7 @@ def _is_16_bit_colour(image) -> bool:
     """48/64-bit PNG and TIFF colour: Pillow hands them over as 8-bit RGB(A) (its decoder keeps
     the high bytes); the raw mode of the file's tiles tells."""
     return image.mode in ("RGB", "RGBA") and any(
-        "16" in str(tile[3]) for tile in getattr(image, "tile", None) or [] if len(tile) > 3)
+        ";16" in str(tile[3]) for tile in getattr(image, "tile", None) or [] if len(tile) > 3)
 
 
 def _to_8_bit(image, warnings: list[str]):

@@ -48,9 +48,12 @@ def test_cli_errors_are_clear(tiny_model, tmp_path, capsys):
     (tmp_path / "empty.bin").write_bytes(b"")
     assert main(["decompress", str(tmp_path / "empty.bin"), "--model", str(tiny_model),
                  "--output-dir", str(tmp_path / "o")]) == 2
+    assert "not an rdpipe file" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "empty.bin"), "--model", str(tiny_model),
+                 "--raw", "--output-dir", str(tmp_path / "o")]) == 2
     assert "sanity check" in capsys.readouterr().err
     assert main(["decompress", str(tmp_path / "empty.bin"), "--model", str(tiny_model),
-                 "--no-check", "--output-dir", str(tmp_path / "o")]) == 0
+                 "--raw", "--no-check", "--output-dir", str(tmp_path / "o")]) == 0
     assert main(["compress", str(tmp_path / "big.png"), "--model", str(tmp_path)]) == 2
     assert "no SavedModel" in capsys.readouterr().err
 
