@@ -10,7 +10,7 @@ export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd bench-kodak \
-	bench-race bench-recipe bench-train-speed lock clean
+	bench-race bench-recipe bench-train-speed bench-big-photo zoo lock clean
 
 install: $(STAMP)
 
@@ -46,6 +46,15 @@ bench-svd: install
 # Hours on 2 cores (trains 4 λ); not part of `make bench`.
 bench-kodak: install
 	$(BIN)/python benchmarks/bench_kodak.py $(BENCH_ARGS)
+
+# Replaces the committed model zoo (zoo/) with the models of the last `make bench-kodak` and cards
+# from its kodak.json. Deliberate: commit a new zoo only when the models improve (git history).
+zoo: install
+	$(BIN)/rdpipe zoo build --models-dir .cache/bls2017 --report benchmarks/results/kodak.json
+
+# ~5 min on 2 cores: 12 MP and 48 MP synthetic photos through the tiled path (peak memory, seams).
+bench-big-photo: install
+	$(BIN)/python benchmarks/bench_big_photo.py $(BENCH_ARGS)
 
 # Hours on 2 cores. The reference side runs TensorFlow Compression 2.14.1 on TF 2.14.1 in its own
 # virtualenv (.venv-peer): a comparison only, never a dependency of rdpipe nor of `make test`.

@@ -188,25 +188,28 @@ def bd_rate(reference: list[tuple[float, float]], test: list[tuple[float, float]
     negative means `test` needs fewer bits for the same quality. Needs ≥ 4 points per curve,
     each rising in both rate and quality (take a Pareto front first).
 
-    log(rate) is interpolated piecewise-cubically (PCHIP, as later BD tools do) rather than by
-    VCEG-M33's single cubic polynomial, which overshoots on unevenly spaced points."""
-    from scipy.interpolate import PchipInterpolator  # pylint: disable=import-outside-toplevel
+    Computed by the `bjontegaard` package with PCHIP interpolation of log(rate) (as the
+    video-coding community's tools do, rather than VCEG-M33's single cubic, which overshoots
+    on unevenly spaced points); this wrapper adds the checks with rdpipe's error messages."""
+    import bjontegaard  # pylint: disable=import-outside-toplevel
     if len(reference) < 4 or len(test) < 4:
         raise ValueError("BD-rate needs at least 4 rate–quality points per curve")
     curves = []
     for points in (reference, test):
         points = sorted(points, key=lambda p: p[1])
-        rate = np.log(np.array([p[0] for p in points], np.float64))
+        rate = np.array([p[0] for p in points], np.float64)
         quality = np.array([p[1] for p in points], np.float64)
         if np.any(np.diff(quality) <= 0) or np.any(np.diff(rate) <= 0):
             raise ValueError("BD-rate needs curves rising in both rate and quality "
                              "(take the Pareto front)")
-        curves.append((PchipInterpolator(quality, rate), quality.min(), quality.max()))
+        curves.append((rate, quality))
     low, high = quality_overlap(reference, test)
     if not low < high:
         raise ValueError("the two curves do not overlap in quality")
-    areas = [curve.integrate(low, high) for curve, _, _ in curves]
-    return float((np.exp((areas[1] - areas[0]) / (high - low)) - 1) * 100)
+    (rate_ref, quality_ref), (rate_test, quality_test) = curves
+    return float(bjontegaard.bd_rate(rate_ref, quality_ref, rate_test, quality_test,
+                                     method="pchip", require_matching_points=False,
+                                     min_overlap=0))
 
 
 def quality_overlap(reference: list[tuple[float, float]],
