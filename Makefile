@@ -10,7 +10,7 @@ export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd bench-kodak \
-	bench-race bench-recipe bench-train-speed bench-big-photo zoo lock clean
+	bench-race bench-recipe bench-train-speed bench-big-photo bench-mnist-trainer zoo lock clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ bench-svd: install
 # Hours on 2 cores (trains 4 λ); not part of `make bench`.
 bench-kodak: install
 	$(BIN)/python benchmarks/bench_kodak.py $(BENCH_ARGS)
+
+# ~2 min: first-step (XLA compile) and steady-state ms/step of the MNIST Trainer, jit on and off.
+bench-mnist-trainer: install
+	$(BIN)/python benchmarks/bench_mnist_trainer.py $(BENCH_ARGS)
 
 # Replaces the committed model zoo (zoo/) with the models of the last `make bench-kodak` and cards
 # from its kodak.json. Deliberate: commit a new zoo only when the models improve (git history).

@@ -112,7 +112,7 @@ class ServerProcess:
     """`rdpipe serve` in a subprocess on free ports."""
 
     def __init__(self, base: Path, batching: bool, max_batch_size: int, timeout_micros: int):
-        args = [sys.executable, "-m", "pipelines.cli", "serve", "--model-base-path", str(base),
+        args = [sys.executable, "-m", "cli.main", "serve", "--model-base-path", str(base),
                 "--port", "0", "--rest-port", "0", "--log-format", "text"]
         if batching:
             args += ["--enable-batching", "--max-batch-size", str(max_batch_size),

@@ -151,7 +151,7 @@ def main(argv=None) -> int:
           f"max_error_ratio_r_le_100 {summary['max_error_ratio_r_le_100']:.5f} (target ≤ 1.01)")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     if args.rd_images != 0:
-        from pipelines.cli_images import cmd_eval  # pylint: disable=import-outside-toplevel
+        from cli.images import cmd_eval  # pylint: disable=import-outside-toplevel
         cmd_eval(argparse.Namespace(images=str(KODAK), limit=args.rd_images, models=[],
                                     codec=["svd", "jpeg", "jpeg2000", "webp", "avif"],
                                     bd_codec="svd", reference="none",

@@ -40,6 +40,10 @@ class MnistTrainConfig:
     verbose: int = 1                    # Keras progress output: 0 silent, 1 bar, 2 line/epoch
     data_dir: str | None = None         # TFDS data dir
     mnist_dir: str | None = None        # directory with the four IDX files
+    # tf_keras 2.16 XLA-compiles train steps by default ("auto"): 14.5 s to compile this model's
+    # step, for the same 24 ms/step afterwards (2 cores) — the 170 ms/step of 1-epoch Trainer
+    # runs in the pipeline. Off unless asked for (benchmarks/results/mnist_trainer_speed.json).
+    jit_compile: bool = False
 
     def __post_init__(self):
         if self.lmbda <= 0:
@@ -68,7 +72,8 @@ def batch_for_training(config: MnistTrainConfig, train: tf.data.Dataset,
 def build_trainer(config: MnistTrainConfig) -> MNISTCompressionTrainer:
     trainer = MNISTCompressionTrainer(config.latent_dims, config.lmbda, config.decoder_input,
                                       config.normalization)
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate))
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+                    jit_compile=config.jit_compile)
     trainer(tf.zeros((1, 28, 28, 1), tf.uint8))  # create variables
     return trainer
 

@@ -54,9 +54,10 @@ def model_lambda(model_dir: str | os.PathLike) -> float:
 
 
 def lambda_of_serving_name(name: str) -> float:
-    """λ from the Pusher's serving names `<name>_l<λ>` (e.g. `images_l0.01`); NaN otherwise."""
-    match = re.search(r"_l(\d+(?:\.\d+)?(?:e-?\d+)?)$", name)
-    return float(match.group(1)) if match else float("nan")
+    """λ from the Pusher's serving names `<name>_l<λ>` (`mnist_l2000`, `bls2017_l0p01`: the
+    pipeline writes the decimal point as `p`); NaN otherwise."""
+    match = re.search(r"_l(\d+(?:[.p]\d+)?(?:e-?\d+)?)$", name)
+    return float(match.group(1).replace("p", ".")) if match else float("nan")
 
 
 def model_name(model_dir: str | os.PathLike) -> str:

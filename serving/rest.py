@@ -30,7 +30,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.observability import CONTENT_TYPE, ServerMetrics
-from serving.predict import HTTP_STATUS, Predictor, RequestError
+from serving.predict import HTTP_STATUS, Predictor, RequestError, status_response
 
 log = logging.getLogger("rdpipe.serving")
 _MODEL_PATH = re.compile(
@@ -203,7 +203,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, payload)
 
     def _status(self, name: str, version: int | None) -> dict:
-        from serving.server import status_response  # pylint: disable=import-outside-toplevel
         response = status_response(self.predictor.registry, name, version)
         return json_format.MessageToDict(response, including_default_value_fields=True,
                                          preserving_proto_field_name=True)

@@ -17,22 +17,19 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
-from tensorflow_serving.apis import status_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
 
 from serving.batching import Batcher, BatchingParameters
 from serving.models import AVAILABLE, ModelRegistry
 from serving.observability import ServerMetrics
-from serving.predict import Predictor, RequestError
+from serving.predict import Predictor, RequestError, status_response
 from serving.rest import make_rest_server
 
 log = logging.getLogger("rdpipe.serving")
 # Generous enough for a 4K RGB image as a uint8 tensor (3840×2160×3 ≈ 25 MB) plus framing;
 # also a JSON request of it in the columnar format would not fit — use gRPC for big images.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_STATE_CODES = get_model_status_pb2.ModelVersionStatus.State
 
 
 def _version_of(model_spec) -> int | None:
@@ -94,25 +91,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature_map.signature_def[key].CopyFrom(signature)
         response.metadata["signature_def"].Pack(signature_map)
         return response
-
-
-def status_response(registry: ModelRegistry, name: str, version: int | None
-                    ) -> get_model_status_pb2.GetModelStatusResponse:
-    """Version states as TF Serving reports them; RequestError(NOT_FOUND) for unknown ones."""
-    try:
-        versions = registry.status(name, version)
-    except KeyError as error:
-        raise RequestError("NOT_FOUND", str(error.args[0])) from None
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for served in versions:
-        status = response.model_version_status.add()
-        status.version = served.version
-        status.state = _STATE_CODES.Value(served.state)
-        # Always set, as TF Serving does (REST shows {"error_code": "OK", "error_message": ""}).
-        status.status.CopyFrom(status_pb2.StatusProto(
-            error_code=grpc.StatusCode.UNKNOWN.value[0] if served.error else 0,
-            error_message=served.error))
-    return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

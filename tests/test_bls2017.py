@@ -128,7 +128,7 @@ def test_train_images_cli_and_eval_of_the_model(tmp_path):
     import json
     from pathlib import Path
     from PIL import Image
-    from pipelines.cli import main
+    from cli.main import main
     kodak = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
     train, evaluation = tmp_path / "train", tmp_path / "eval"
     train.mkdir()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from codec import datasets
-from pipelines.cli import main
+from cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,7 @@ def test_layout_and_codec_imports_no_tfx():
 
 
 def test_figure_titles_name_lambda_for_pushed_and_trained_models(tmp_path):
-    from pipelines.cli import _model_title
+    from cli.main import _model_title
     pushed = tmp_path / "serving" / "mnist_l500" / "3"
     pushed.mkdir(parents=True)
     assert _model_title(pushed) == "λ=500 (mnist_l500, version 3)"

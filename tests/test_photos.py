@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from codec import container, image_io, photo_codec
-from pipelines.cli import main
+from cli.main import main
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 

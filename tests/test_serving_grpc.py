@@ -150,7 +150,7 @@ def test_unknown_model_is_not_found(served):
 
 def test_client_cli_compress_decompress_status(served, test_digits, tmp_path, capsys):
     from PIL import Image
-    from pipelines.cli import main
+    from cli.main import main
     from serving.client import CodecClient
     target = served.target
     client = CodecClient(target, model="mnist_l500")

@@ -254,7 +254,7 @@ def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digit
     from PIL import Image
     shutil.copytree(tiny_model / "saved_model", tmp_path / "m" / "mnist_l500" / "1")
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--model-base-path",
+        [sys.executable, "-m", "cli.main", "serve", "--model-base-path",
          str(tmp_path / "m"), "--port", "0", "--rest-port", "0", "--enable-batching"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -262,7 +262,7 @@ def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digit
         assert line.startswith("serving"), server.stderr.read()
         grpc_port = int(line.split("gRPC 127.0.0.1:")[1].split(",")[0])
         Image.fromarray(test_digits[0][0, ..., 0]).save(tmp_path / "digit.png")
-        run = [sys.executable, "-m", "pipelines.cli", "client"]
+        run = [sys.executable, "-m", "cli.main", "client"]
         common = ["--server", f"127.0.0.1:{grpc_port}", "--model", "mnist_l500"]
         out = subprocess.run(run + ["compress", str(tmp_path / "digit.png"), "--output-dir",
                                     str(tmp_path / "bin")] + common,

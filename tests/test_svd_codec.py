@@ -11,7 +11,7 @@ from PIL import Image
 
 from codec import image_eval, svd_codec
 from codec.entropy_models import DecodeError
-from pipelines.cli import main
+from cli.main import main
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from pipelines.cli_common import CliError
+from cli.common import CliError
 
 MS_SSIM_MIN_SIDE = 176   # tf.image.ssim_multiscale's five scales of an 11-pixel window
 MS_SSIM_MAX_PIXELS = 4096 * 4096   # --metrics on bigger photos: PSNR only (memory)

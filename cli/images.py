@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cli_common import CliError
+from cli.common import CliError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 # Published Kodak R-D curves (sources cited in the file), drawn and BD-rated by `rdpipe eval`.

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.cli_common import CliError, read_images
-from pipelines.cli_photos import add_compress_options, add_decompress_options
+from cli.common import CliError, read_images
+from cli.photos import add_compress_options, add_decompress_options
 
 
 def cmd_serve(args) -> None:
@@ -85,7 +85,7 @@ def _run_client(args) -> None:
     out_dir = Path(args.output_dir)
     if args.client_command in ("compress", "decompress"):
         from serving.client import ServedCodec
-        from pipelines.cli_photos import compress_files, decompress_files
+        from cli.photos import compress_files, decompress_files
         backend = ServedCodec(client)
         if args.client_command == "compress":
             compress_files(backend, args.inputs, out_dir, tile=args.tile, metrics=args.metrics,

@@ -17,10 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-from pipelines.cli_common import CliError  # noqa: E402
-from pipelines.cli_images import add_image_parsers  # noqa: E402
-from pipelines.cli_photos import add_photo_parsers  # noqa: E402
-from pipelines.cli_serving import add_serving_parsers  # noqa: E402
+from cli.common import CliError  # noqa: E402
+from cli.images import add_image_parsers  # noqa: E402
+from cli.photos import add_photo_parsers  # noqa: E402
+from cli.serving import add_serving_parsers  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- train
