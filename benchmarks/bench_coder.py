@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from codec.coders import get_coder  # noqa: E402
+from codec.entropy.coders import get_coder  # noqa: E402
 
 CODERS = ("portable", "tfc")
 
@@ -105,9 +105,9 @@ def compare(symbols: np.ndarray, cdf_np: np.ndarray, repeats: int) -> dict:
 
 def mnist_case(args) -> tuple[np.ndarray, np.ndarray]:
     """Latent symbols `[10000, 1, 50]` of the MNIST test set and the model's CDF tables."""
-    from codec.datasets import mnist_arrays
-    from codec.mnist import MNISTCodec
-    from codec.mnist_train import MnistTrainConfig, build_trainer, train_mnist
+    from codec.data.datasets import mnist_arrays
+    from codec.models.mnist import MNISTCodec
+    from codec.models.mnist_train import MnistTrainConfig, build_trainer, train_mnist
     model_dir = Path(args.model_dir)
     config = MnistTrainConfig(lmbda=2000., epochs=args.epochs, verbose=2)
     if not (model_dir / "saved_model" / "saved_model.pb").exists():

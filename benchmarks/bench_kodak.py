@@ -33,8 +33,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codec import image_eval, rd_report  # noqa: E402
-from pipelines import figures  # noqa: E402
+from codec.eval import image_eval, rd_report  # noqa: E402
+from codec.eval import figures  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 TRAIN_DIRS = [ROOT.parent / "shared" / "data" / "photos-train",
@@ -48,7 +48,7 @@ def train_models(args) -> list[Path]:
     `anchor_lmbda_<λ>`), then every λ of the sweep for `--finetune-epochs` warm-started from it
     (`lmbda_<λ>`): a cold start per λ at the same total step count does not fit ~1 h per λ
     on 2 cores. `--anchor 0` trains every λ from scratch for `--epochs` instead."""
-    from codec.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
+    from codec.models.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
 
     probe = image_eval.load_images(KODAK, args.probe_images) if args.probe_images else None
 

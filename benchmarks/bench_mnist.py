@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from codec.datasets import mnist_arrays  # noqa: E402
-from codec.evaluation import evaluate_codec  # noqa: E402
-from codec.mnist_train import MnistTrainConfig, train_mnist  # noqa: E402
+from codec.data.datasets import mnist_arrays  # noqa: E402
+from codec.eval.evaluation import evaluate_codec  # noqa: E402
+from codec.models.mnist_train import MnistTrainConfig, train_mnist  # noqa: E402
 from codec.saved_codec import SavedCodec  # noqa: E402
-from pipelines.figures import TUTORIAL_POINTS, rd_plot  # noqa: E402
+from codec.eval.figures import TUTORIAL_POINTS, rd_plot  # noqa: E402
 
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def measure(jit_compile, digits, steps: int) -> dict:
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
-    from codec.mnist import MNISTCompressionTrainer  # pylint: disable=import-outside-toplevel
+    from codec.models.mnist import MNISTCompressionTrainer  # pylint: disable=import-outside-toplevel
     trainer = MNISTCompressionTrainer(lmbda=2000.)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
     batches = [digits[i:i + 128] for i in range(0, len(digits) - 127, 128)]
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" /
                                                 "mnist_trainer_speed.json"))
     args = parser.parse_args(argv)
-    from codec.datasets import mnist_arrays  # pylint: disable=import-outside-toplevel
+    from codec.data.datasets import mnist_arrays  # pylint: disable=import-outside-toplevel
     start = time.perf_counter()
     digits, _ = mnist_arrays("train[:10000]")
     read_seconds = time.perf_counter() - start

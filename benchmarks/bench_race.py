@@ -39,9 +39,9 @@ def rdpipe_side(args) -> dict:
     """rdpipe's side of the race (in this process, .venv)."""
     import tensorflow as tf
     import tf_keras as keras
-    from codec import image_eval
-    from codec.bls2017 import ImageCodec
-    from codec.bls2017_train import ImageTrainConfig, build_image_trainer, round_trip
+    from codec.eval import image_eval
+    from codec.models.bls2017 import ImageCodec
+    from codec.models.bls2017_train import ImageTrainConfig, build_image_trainer, round_trip
 
     race_loop.set_threads(tf, args.threads)
     keras.utils.set_random_seed(args.seed)
@@ -92,7 +92,7 @@ def run_side(side: str, lmbda: float, args, work: Path, budgets: list[int] | Non
 
 
 def summarize(runs: dict, speed_runs: dict, args) -> dict:
-    from codec.image_eval import bd_rate, pareto_front, quality_overlap
+    from codec.eval.image_eval import bd_rate, pareto_front, quality_overlap
     import numpy as np
 
     def curve(side, budget):
@@ -135,7 +135,7 @@ def summarize(runs: dict, speed_runs: dict, args) -> dict:
         "setup": {"lambdas": args.lambdas, "filters": args.filters,
                   "patch_size": args.patch_size, "batch_size": args.batch_size,
                   "seed": args.seed, "train_dirs": "photos-train + photos-train-extra",
-                  "crops": "area-weighted, random flips (codec/crops.py), identical for both",
+                  "crops": "area-weighted, random flips (codec/data/crops.py), identical for both",
                   "kodak_images": args.kodak_limit or 24,
                   "rdpipe": runs["rdpipe"][0]["library"] + "; " + runs["rdpipe"][0]["optimizer"],
                   "tfc": runs["tfc"][0]["library"] + "; " + runs["tfc"][0]["optimizer"],

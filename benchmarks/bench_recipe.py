@@ -64,8 +64,8 @@ def run_variant(index: int, args) -> dict:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from codec import image_eval
-    from codec.bls2017_train import ImageTrainConfig, train_image_codec
+    from codec.eval import image_eval
+    from codec.models.bls2017_train import ImageTrainConfig, train_image_codec
     name, options = variants()[index]
     out = Path(args.work_dir) / (f"variant_{index}" + ("" if args.seed == 0 else f"_seed{args.seed}"))
     config = ImageTrainConfig(lmbda=args.lmbda, steps_per_epoch=args.steps // 5, epochs=5,

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from codec.datasets import mnist_arrays  # noqa: E402
+from codec.data.datasets import mnist_arrays  # noqa: E402
 from serving.client import CodecClient  # noqa: E402
 
 MODEL = "mnist_l500"
@@ -131,7 +131,7 @@ class ServerProcess:
 
 
 def train_quick_model(out: Path) -> Path:
-    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.models.mnist_train import MnistTrainConfig, train_mnist
     config = MnistTrainConfig(lmbda=500., epochs=1, train_split="train[:10000]",
                               validation_split="test[:500]", verbose=0)
     train_mnist(config, out)

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from codec.randomized_svd import full_truncated_svd, reconstruct, truncated_svd, use_randomized  # noqa: E402
+from codec.linalg.randomized_svd import full_truncated_svd, reconstruct, truncated_svd, use_randomized  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 RANKS = (10, 50, 100)
@@ -54,7 +54,7 @@ def kodak_1024() -> np.ndarray:
 
 
 def mnist_1000() -> np.ndarray:
-    from codec.datasets import mnist_arrays  # pylint: disable=import-outside-toplevel
+    from codec.data.datasets import mnist_arrays  # pylint: disable=import-outside-toplevel
     digits, _ = mnist_arrays("test[:1000]")
     return digits[..., 0].astype(np.float32)
 

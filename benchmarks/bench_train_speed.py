@@ -1,7 +1,7 @@
 """Where a Ballé 2017 train step spends its time on this CPU, and which settings are fastest.
 
 1. GDN forward + backward at 8 × 32² × 128: the old broadcast `matvec` form against the 1×1
-   convolution now in codec/gdn.py (same tensors, gradients compared).
+   convolution now in codec/layers/gdn.py (same tensors, gradients compared).
 2. A whole train step (forward, backward, Adam) for the old recipe (Keras convs + matvec GDN)
    and the new one (RDFT SignalConv2D + conv GDN), with and without `jit_compile`, for 128²
    and 256² crops, and under TF's default vs explicit thread settings: steps/s and pixels/s.
@@ -58,7 +58,7 @@ def gdn_comparison(args) -> dict:
     """Old (`tf.linalg.matvec`) vs new (1×1 conv) GDN: seconds for forward + backward."""
     import numpy as np
     import tensorflow as tf
-    from codec.gdn import GDN
+    from codec.layers.gdn import GDN
 
     x = tf.constant(np.random.default_rng(0).normal(
         size=(args.batch_size, 32, 32, args.filters)).astype(np.float32))
@@ -100,9 +100,9 @@ def step_speed(args) -> dict:
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
-    from codec import gdn as gdn_module
-    from codec.bls2017 import TransformOptions
-    from codec.bls2017_train import ImageTrainConfig, build_image_trainer
+    from codec.layers import gdn as gdn_module
+    from codec.models.bls2017 import TransformOptions
+    from codec.models.bls2017_train import ImageTrainConfig, build_image_trainer
 
     rows = {}
     names = args.variants or list(VARIANTS)
@@ -142,7 +142,7 @@ def layer_profile(args) -> dict:
     """Forward + backward seconds of each layer of the default model at 8 × 128²."""
     import numpy as np
     import tensorflow as tf
-    from codec.bls2017_train import ImageTrainConfig, build_image_trainer
+    from codec.models.bls2017_train import ImageTrainConfig, build_image_trainer
 
     trainer = build_image_trainer(ImageTrainConfig(filters=args.filters,
                                                    batch_size=args.batch_size))

@@ -20,13 +20,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codec.crops import crop_stream, load_image_folders  # noqa: E402
+from codec.data.crops import crop_stream, load_image_folders  # noqa: E402
 
 LOG_EVERY = 100   # learning-curve resolution (steps)
 
 
 def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
-    """PSNR (dB, peak 255). The same formula as `codec.image_eval.psnr`, which the peer's
+    """PSNR (dB, peak 255). The same formula as `codec.eval.image_eval.psnr`, which the peer's
     virtualenv cannot import (it pulls in rdpipe's TF 2.16 stack); both sides use this one."""
     mse = float(np.mean((original.astype(np.float64) - decoded.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)

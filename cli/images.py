@@ -25,7 +25,7 @@ def _pyplot():
 
 # --------------------------------------------------------------------------- train-images
 def cmd_train_images(args) -> None:
-    from codec.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
+    from codec.models.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
     config = ImageTrainConfig(
         lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
@@ -45,8 +45,8 @@ def cmd_train_images(args) -> None:
 
 # ---------------------------------------------------------------------------------- eval
 def cmd_eval(args) -> None:
-    from codec import image_eval, rd_report  # pylint: disable=import-outside-toplevel
-    from pipelines import figures  # pylint: disable=import-outside-toplevel
+    from codec.eval import image_eval, rd_report  # pylint: disable=import-outside-toplevel
+    from codec.eval import figures  # pylint: disable=import-outside-toplevel
     images = image_eval.load_images(args.images, args.limit)
     print(f"{len(images)} images from {args.images}", file=sys.stderr)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
@@ -93,7 +93,7 @@ def cmd_eval(args) -> None:
 def _reference_curves(args) -> dict:
     """Published curves to compare with: `--reference FILE`, or the Kodak curves when the
     images are the Kodak set (they mean nothing on other images); `--reference none`: none."""
-    from codec import rd_report  # pylint: disable=import-outside-toplevel
+    from codec.eval import rd_report  # pylint: disable=import-outside-toplevel
     if getattr(args, "reference", None) == "none":
         return {}
     if getattr(args, "reference", None):
@@ -113,7 +113,7 @@ def cmd_svd_report(args) -> None:
     and original / approximation / error images for the chosen ranks."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
-    from codec import svd  # pylint: disable=import-outside-toplevel
+    from codec.linalg import svd  # pylint: disable=import-outside-toplevel
     try:
         image = np.asarray(Image.open(args.image).convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:

@@ -25,7 +25,7 @@ from cli.serving import add_serving_parsers  # noqa: E402
 
 # ---------------------------------------------------------------------------------- train
 def cmd_train(args) -> None:
-    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.models.mnist_train import MnistTrainConfig, train_mnist
 
     if args.model != "mnist":
         raise CliError(f"unknown model {args.model!r}; available: mnist")
@@ -54,7 +54,7 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     import numpy as np
     from codec.saved_codec import SavedCodec
-    from pipelines.figures import image_grid
+    from codec.eval.figures import image_grid
 
     codec = SavedCodec(args.model)
     rng = np.random.default_rng(args.seed)
@@ -68,7 +68,7 @@ def cmd_sample(args) -> None:
 def cmd_digits(args) -> None:
     from PIL import Image
 
-    from codec.datasets import mnist_arrays
+    from codec.data.datasets import mnist_arrays
     images, labels = mnist_arrays(args.split, data_dir=args.data_dir, mnist_dir=args.mnist_dir)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,10 +78,10 @@ def cmd_digits(args) -> None:
 
 
 def cmd_figure(args) -> None:
-    from codec.datasets import mnist_arrays
-    from codec.evaluation import evaluate_codec
+    from codec.data.datasets import mnist_arrays
+    from codec.eval.evaluation import evaluate_codec
     from codec.saved_codec import SavedCodec, model_lambda
-    from pipelines import figures
+    from codec.eval import figures
 
     if args.kind == "digits":
         codec = SavedCodec(args.models[0])
@@ -122,11 +122,11 @@ def _model_title(model_dir: Path) -> str:
 def cmd_demo(args) -> None:
     """Quick end-to-end run: train a small codec, compress and decompress test digits."""
     import numpy as np
-    from codec.datasets import mnist_arrays
-    from codec.evaluation import coded_bits, mean_absolute_error
-    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.data.datasets import mnist_arrays
+    from codec.eval.evaluation import coded_bits, mean_absolute_error
+    from codec.models.mnist_train import MnistTrainConfig, train_mnist
     from codec.saved_codec import SavedCodec
-    from pipelines.figures import digit_grid
+    from codec.eval.figures import digit_grid
 
     output = Path(args.output)
     config = MnistTrainConfig(lmbda=args.lmbda, epochs=args.epochs,
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-split", default="test")
     p.add_argument("--decoder-input", choices=["quantized", "noisy"],
                    help="latents the decoder trains on: noisy (the tutorial) or quantized with "
-                        "a straight-through gradient (default: see codec.mnist_train)")
+                        "a straight-through gradient (default: see codec.models.mnist_train)")
     p.add_argument("--tail-mass", type=float, default=2 ** -8)
     p.add_argument("--precision", type=int, default=12, help="range coder precision (bits)")
     p.add_argument("--normalization", default="none", choices=["none", "spectral", "pixel"],

@@ -1,8 +1,8 @@
 """`rdpipe compress` / `decompress` (any codec model, local or through a server) and `rdpipe zoo`.
 
 Inputs are files, directories (searched recursively) or glob patterns; photos go through
-`codec.image_io.load_photo`'s conversion rules, `.npy` arrays of uint8 digits through the MNIST
-models. Every `.bin` is a container file (codec/container.py, schemas/container.md).
+`codec.data.image_io.load_photo`'s conversion rules, `.npy` arrays of uint8 digits through the MNIST
+models. Every `.bin` is a container file (codec/entropy/container.py, schemas/container.md).
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
     """Compresses every input with `backend` (codec.photo_codec.CodecBackend) into
     `out_dir/<name>.bin`; prints one row per file. Returns the rows; raises CliError after
     the others are done if some inputs could not be coded."""
-    from codec import image_io, photo_codec  # pylint: disable=import-outside-toplevel
+    from codec.data import image_io  # pylint: disable=import-outside-toplevel
+    from codec import photo_codec
     items = expand_inputs(specs, image_io.IMAGE_SUFFIXES + (".npy",))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
@@ -147,7 +148,7 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
 
 
 def _measure(row: Row, original: np.ndarray, decoded: np.ndarray) -> None:
-    from codec import image_eval  # pylint: disable=import-outside-toplevel
+    from codec.eval import image_eval  # pylint: disable=import-outside-toplevel
     row.psnr = image_eval.psnr(original, decoded)
     height, width = original.shape[:2]
     if min(height, width) >= MS_SSIM_MIN_SIDE and height * width <= MS_SSIM_MAX_PIXELS:
@@ -193,7 +194,9 @@ def decompress_files(backend_for: Callable, specs: list[str], out_dir: Path, *,
     """Decodes `.bin` files to images in `out_dir`. `backend_for(header or None)` gives the
     model (None: a raw signature string, `raw=True`). Files that fail are reported and skipped;
     a CliError at the end names them."""
-    from codec import container, image_io, photo_codec  # pylint: disable=import-outside-toplevel
+    from codec.entropy import container  # pylint: disable=import-outside-toplevel
+    from codec.data import image_io
+    from codec import photo_codec
     items = expand_inputs(specs, (".bin",))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []

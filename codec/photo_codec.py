@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from codec.container import (MAX_PIXELS, MAX_TILE, MIN_TILE, UNKNOWN_FINGERPRINT,
+from codec.entropy.container import (MAX_PIXELS, MAX_TILE, MIN_TILE, UNKNOWN_FINGERPRINT,
                              ContainerError, Header, describe_model, pack, tile_boxes, unpack)
 
 __all__ = ["CodecBackend", "DEFAULT_TILE", "encode_image", "encode_fixed_size", "decode_file",

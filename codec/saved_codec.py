@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from codec.coders import FORMAT_IDS, coder_of_string
-from codec.entropy_models import DecodeError, check_decoded, table_fingerprint
+from codec.entropy.coders import FORMAT_IDS, coder_of_string
+from codec.entropy.entropy_models import DecodeError, check_decoded, table_fingerprint
 
 __all__ = ["SavedCodec", "DecodeError", "InputError", "model_lambda", "model_name",
            "lambda_of_serving_name"]
@@ -77,7 +77,7 @@ def model_name(model_dir: str | os.PathLike) -> str:
 class SavedCodec:
     """A loaded codec SavedModel (`path` is the `saved_model/` dir or the training output dir).
 
-    Attributes for the file container (codec/container.py): `name`, `lmbda`, `fingerprint`
+    Attributes for the file container (codec/entropy/container.py): `name`, `lmbda`, `fingerprint`
     (8 bytes over the entropy tables), `channels` and `fixed_size` (`(H, W)`, or None when the
     model codes any size)."""
 

@@ -137,7 +137,7 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
     """Re-exports the `lmbda_<λ>` models of `make bench-kodak` (under `models_dir`) into the zoo
     with cards from its report (kodak.json); replaces the zoo. Refuses a zoo above
     `MAX_ZOO_BYTES`."""
-    from codec.bls2017_train import reexport_image_codec  # pylint: disable=import-outside-toplevel
+    from codec.models.bls2017_train import reexport_image_codec  # pylint: disable=import-outside-toplevel
     report = json.loads(Path(report_file).read_text())
     points = {p["parameter"]: p for p in report["rdpipe"]}
     training = {t["model"]: t for t in report.get("training", [])}

@@ -101,7 +101,7 @@ def RateDistortionGate(
         max_examples: Parameter[int] = 2000) -> None:
     """Blesses the model iff actual bits ≤ max_rate, MAE ≤ max_distortion and, when a blessed
     baseline exists, bits + λ·MAE is not worse than the baseline's by more than `tolerance`."""
-    from codec.evaluation import evaluate_codec  # pylint: disable=import-outside-toplevel
+    from codec.eval.evaluation import evaluate_codec  # pylint: disable=import-outside-toplevel
 
     images = _eval_images(examples, max_examples)
 

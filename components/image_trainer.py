@@ -2,7 +2,7 @@
 "components.image_trainer.run_fn")`), fed by ImageFolderExampleGen's examples.
 
 Hyper-parameters come from the Trainer's `custom_config` (keys of
-`codec.bls2017_train.ImageTrainConfig`); the export goes to the serving model dir with a golden
+`codec.models.bls2017_train.ImageTrainConfig`); the export goes to the serving model dir with a golden
 round trip (a crop of the first eval image, coded in-process) for the ServingCheck.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from codec.bls2017_train import ImageTrainConfig, train_image_codec
+from codec.models.bls2017_train import ImageTrainConfig, train_image_codec
 from components.golden import write_golden
 
 GOLDEN_CROP = 64   # pixels: the golden image is the top-left crop of the first eval image

@@ -26,7 +26,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from codec import datasets
+from codec.data import datasets
 from components.example_gen_base import FileBasedExampleGenWithParams, spec_with_params
 
 MAX_EXAMPLES_KEY = "max_examples_per_split"

@@ -1,7 +1,7 @@
 """Trainer `run_fn` for the MNIST codec (use as `Trainer(run_fn="components.mnist_trainer.run_fn")`).
 
 Reads the `image` (PNG) feature of the Examples written by `MnistExampleGen`, trains one codec
-with `codec.mnist_train` and exports the SavedModel (compress / decompress /
+with `codec.models.mnist_train` and exports the SavedModel (compress / decompress /
 decompress_unchecked / svd_approximate signatures) to the Trainer's serving model dir, with a
 golden record of in-process round trips in `assets.extra/` for the ServingCheck.
 Hyper-parameters come from the Trainer's `custom_config` (keys of `MnistTrainConfig`, e.g.
@@ -13,7 +13,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from codec.mnist_train import MnistTrainConfig, train_mnist
+from codec.models.mnist_train import MnistTrainConfig, train_mnist
 from components.golden import write_golden
 
 GOLDEN_DIGITS = 64

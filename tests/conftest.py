@@ -27,14 +27,14 @@ def tfds_dir() -> str:
 @pytest.fixture(scope="session")
 def test_digits(tfds_dir) -> tuple[np.ndarray, np.ndarray]:
     """500 held-out digits (uint8 [500, 28, 28, 1]) and labels."""
-    from codec.datasets import mnist_arrays
+    from codec.data.datasets import mnist_arrays
     return mnist_arrays("test[:500]", data_dir=tfds_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tfds_dir) -> Path:
     """A codec trained for two epochs on 8,000 digits (~20 s): real strings, tiny config."""
-    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.models.mnist_train import MnistTrainConfig, train_mnist
     out = tmp_path_factory.mktemp("tiny_mnist")
     config = MnistTrainConfig(lmbda=500., epochs=2, train_split="train[:8000]",
                               validation_split="test[500:700]", verbose=0, data_dir=tfds_dir)

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from codec.bls2017 import BLS2017Trainer, ImageCodec
-from codec.deep_factorized import DeepFactorizedParameters
-from codec.gdn import GDN, _store
+from codec.models.bls2017 import BLS2017Trainer, ImageCodec
+from codec.entropy.deep_factorized import DeepFactorizedParameters
+from codec.layers.gdn import GDN, _store
 
 
 @pytest.mark.parametrize("inverse", [False, True])
@@ -98,7 +98,7 @@ def test_corrupt_or_mixed_size_strings_are_refused(tiny_codec):
 def test_pixel_limit_is_a_clear_error_and_headers_beyond_it_are_refused(tiny_codec):
     """Images above MAX_PIXELS fail before any transform runs; a header claiming a larger image
     (which would make the decoder allocate gigabytes) is refused without decoding."""
-    from codec.framing import MAX_PIXELS
+    from codec.entropy.framing import MAX_PIXELS
     too_big = np.zeros((1, 4097, 4096, 3), np.uint8)
     assert too_big.shape[1] * too_big.shape[2] > MAX_PIXELS
     with pytest.raises(tf.errors.InvalidArgumentError, match="split them into tiles"):
@@ -173,7 +173,7 @@ def test_train_images_cli_and_eval_of_the_model(tmp_path):
                  str(tmp_path / "m2")]) == 2
     # Warm start (λ sweep fine-tuning): a new λ starts from the trained weights, not from a
     # fresh initialization; a model of another width is refused with a clear error.
-    from codec.bls2017_train import ImageTrainConfig, build_image_trainer, warm_start
+    from codec.models.bls2017_train import ImageTrainConfig, build_image_trainer, warm_start
     trained = build_image_trainer(ImageTrainConfig(lmbda=.01, filters=8, train_dir=str(train)))
     tf.train.Checkpoint(trainer=trained).restore(
         tf.train.latest_checkpoint(str(model / "checkpoints"))).expect_partial()

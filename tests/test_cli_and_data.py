@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec import datasets
+from codec.data import datasets
 from cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def test_layout_and_codec_imports_no_tfx():
     for part in ("codec", "components", "pipelines", "serving", "schemas", "tests",
                  "benchmarks", "pyproject.toml", "Makefile", "README.md", ".ci/run"):
         assert (ROOT / part).exists(), part
-    code = ("import sys, codec.mnist_train, codec.saved_codec, codec.evaluation; "
+    code = ("import sys, codec.models.mnist_train, codec.saved_codec, codec.eval.evaluation; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('tfx', 'tensorflow_model_analysis', 'ml_metadata')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""Image-shape side information (codec/framing.py, schemas/bitstream.md "Image shape")."""
+"""Image-shape side information (codec/entropy/framing.py, schemas/bitstream.md "Image shape")."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
-from codec.framing import MAX_PIXELS, add_image_shape, split_image_shape
+from codec.entropy.framing import MAX_PIXELS, add_image_shape, split_image_shape
 
 
 @settings(max_examples=60, deadline=None)

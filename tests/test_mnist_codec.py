@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from codec.evaluation import coded_bits, evaluate_codec
-from codec.mnist import MNISTCodec, MNISTCompressionTrainer, to_unit_float
+from codec.eval.evaluation import coded_bits, evaluate_codec
+from codec.models.mnist import MNISTCodec, MNISTCompressionTrainer, to_unit_float
 from codec.saved_codec import DecodeError, InputError, SavedCodec
 
 

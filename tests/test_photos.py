@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec import container, image_io, photo_codec
+from codec.entropy import container
+
+from codec.data import image_io
+
+from codec import photo_codec
 from cli.main import main
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
@@ -180,7 +184,7 @@ def test_container_errors_are_clear():
 def image_models(tmp_path_factory) -> tuple[Path, Path]:
     """Two tiny trained image codecs (different seeds, so different tables): output dirs with
     summary.json, checkpoints/ and saved_model/."""
-    from codec.bls2017_train import ImageTrainConfig, train_image_codec
+    from codec.models.bls2017_train import ImageTrainConfig, train_image_codec
     images = [_kodak_crop(96, 128, name) for name in ("kodim01.png", "kodim02.png")]
     models = []
     for seed in (0, 1):

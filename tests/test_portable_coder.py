@@ -1,4 +1,4 @@
-"""The portable rANS coder (codec/portable_coder.py): round trips on random tables and symbols,
+"""The portable rANS coder (codec/entropy/portable_coder.py): round trips on random tables and symbols,
 escapes, single- and multi-lane strings, determinism, sizes next to TFC's coder, format bytes,
 and fuzzing with random and mutated strings (no crash, no hang, check rejects them)."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import tensorflow as tf
 import tensorflow_compression_ops as tco
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from codec import portable_coder
-from codec.coders import coder_of_string, get_coder, string_format_ids
+from codec.entropy import portable_coder
+from codec.entropy.coders import coder_of_string, get_coder, string_format_ids
 
 
 def make_tables(rng, channels: int, max_length: int, precision: int = 12,

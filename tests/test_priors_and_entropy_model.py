@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
-from codec.coders import available_coders, get_coder
-from codec.entropy_models import EntropyModel
-from codec.priors import NoisyLogistic
+from codec.entropy.coders import available_coders, get_coder
+from codec.entropy.entropy_models import EntropyModel
+from codec.entropy.priors import NoisyLogistic
 
 
 def _sigmoid(x):
@@ -135,8 +135,8 @@ def test_unknown_coder_and_bad_parameters_are_clear_errors():
 
 
 def test_portable_coder_refuses_precisions_below_its_escape_item_size():
-    from codec.entropy_models import EntropyModel
-    from codec.priors import NoisyLogistic
+    from codec.entropy.entropy_models import EntropyModel
+    from codec.entropy.priors import NoisyLogistic
     with pytest.raises(ValueError, match="precision ≥ 5"):
         EntropyModel(lambda: NoisyLogistic(0., [1.]), coding_rank=1, compression=True,
                      precision=4, coder="portable")

@@ -1,11 +1,11 @@
-"""BD-rate tables and the published Kodak reference curves (codec/rd_report.py)."""
+"""BD-rate tables and the published Kodak reference curves (codec/eval/rd_report.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from codec import rd_report
+from codec.eval import rd_report
 
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / \
     "kodak_published.json"
@@ -53,7 +53,7 @@ def test_ms_ssim_db_matches_tfc_convention():
 
 
 def test_bd_rate_refuses_curves_that_do_not_rise_in_rate_and_quality():
-    from codec.image_eval import bd_rate
+    from codec.eval.image_eval import bd_rate
     rising = [(.1, 25.), (.2, 27.), (.4, 29.), (.8, 31.)]
     bent = [(.1, 25.), (.2, 27.), (.4, 26.5), (.8, 31.)]
     with pytest.raises(ValueError, match="Pareto front"):

@@ -21,7 +21,7 @@ TFC_RANGE_CODER_OPS = {"CreateRangeEncoder", "EntropyEncodeChannel", "EntropyEnc
 @pytest.fixture(scope="module")
 def tfc_export(tmp_path_factory):
     """An (untrained) codec exported with the TFC range coder: op content does not need training."""
-    from codec.mnist_train import MnistTrainConfig, build_trainer, export_codec
+    from codec.models.mnist_train import MnistTrainConfig, build_trainer, export_codec
     config = MnistTrainConfig(epochs=1, coder="tfc", verbose=0)
     path = tmp_path_factory.mktemp("tfc_export") / "saved_model"
     export_codec(build_trainer(config), path, config)

@@ -1,4 +1,4 @@
-"""Spectral tools (codec/spectral.py) and gradients through eigh / svd."""
+"""Spectral tools (codec/layers/spectral.py) and gradients through eigh / svd."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from codec.spectral import (PixelNorm, SpectralNormalization, SpectralNormConstraint,
+from codec.layers.spectral import (PixelNorm, SpectralNormalization, SpectralNormConstraint,
                             fit_spectrum, power_iteration)
 
 
@@ -111,9 +111,9 @@ def test_bad_iteration_counts_are_refused():
 
 @pytest.mark.parametrize("normalization", ["spectral", "pixel"])
 def test_codec_transforms_take_the_normalization_and_export(normalization, tmp_path, tfds_dir):
-    from codec.mnist_train import MnistTrainConfig, train_mnist
+    from codec.models.mnist_train import MnistTrainConfig, train_mnist
     from codec.saved_codec import SavedCodec
-    from codec.datasets import mnist_arrays
+    from codec.data.datasets import mnist_arrays
     config = MnistTrainConfig(lmbda=500., epochs=1, train_split="train[:1000]",
                               validation_split="test[:100]", verbose=0, data_dir=tfds_dir,
                               normalization=normalization)
@@ -123,12 +123,12 @@ def test_codec_transforms_take_the_normalization_and_export(normalization, tmp_p
     digits, _ = mnist_arrays("test[:8]", data_dir=tfds_dir)
     strings, _ = codec.compress(digits)
     assert codec.decompress(strings).shape == digits.shape
-    from codec.mnist import make_synthesis_transform
+    from codec.models.mnist import make_synthesis_transform
     layers = [type(layer).__name__ for layer in make_synthesis_transform(normalization).layers]
     assert ("SpectralNormalization" if normalization == "spectral" else "PixelNorm") in layers
 
 
 def test_unknown_normalization_is_refused():
-    from codec.mnist import make_analysis_transform
+    from codec.models.mnist import make_analysis_transform
     with pytest.raises(ValueError, match="normalization must be one of"):
         make_analysis_transform(normalization="batch")

@@ -1,4 +1,4 @@
-"""Low-rank approximation (codec/svd.py) and the truncated SVD (codec/randomized_svd.py)."""
+"""Low-rank approximation (codec/linalg/svd.py) and the truncated SVD (codec/linalg/randomized_svd.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from codec import svd
-from codec.randomized_svd import randomized_svd, reconstruct, truncated_svd, use_randomized
+from codec.linalg import svd
+from codec.linalg.randomized_svd import randomized_svd, reconstruct, truncated_svd, use_randomized
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 

@@ -1,4 +1,4 @@
-"""The SVD codec (codec/svd_codec.py): real strings, exact decoder agreement, robust decoding;
+"""The SVD codec (codec/linalg/svd_codec.py): real strings, exact decoder agreement, robust decoding;
 and the image CLI (`rdpipe eval`, `rdpipe svd-report`)."""
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec import image_eval, svd_codec
-from codec.entropy_models import DecodeError
+from codec.eval import image_eval
+
+from codec.linalg import svd_codec
+from codec.entropy.entropy_models import DecodeError
 from cli.main import main
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"

@@ -15,12 +15,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from codec.bls2017_train import ImageTrainConfig, build_image_trainer, crop_seed
-from codec.crops import crop_stream
-from codec.deep_factorized import DeepFactorizedParameters
-from codec.gdn import GDN, _store
-from codec.ops import lower_bound
-from codec.signal_conv import SignalConv2D, kernel_to_rdft, rdft_to_kernel
+from codec.models.bls2017_train import ImageTrainConfig, build_image_trainer, crop_seed
+from codec.data.crops import crop_stream
+from codec.entropy.deep_factorized import DeepFactorizedParameters
+from codec.layers.gdn import GDN, _store
+from codec.layers.ops import lower_bound
+from codec.layers.signal_conv import SignalConv2D, kernel_to_rdft, rdft_to_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,7 +198,7 @@ sys.path.insert(0, {str(ROOT)!r})
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from codec.bls2017_train import ImageTrainConfig, build_image_trainer
+from codec.models.bls2017_train import ImageTrainConfig, build_image_trainer
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     trainer = build_image_trainer(ImageTrainConfig(filters=8, batch_size=4))
@@ -219,7 +219,7 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
 
 
 def test_mixed_bfloat16_trains_in_bfloat16_and_exports_a_working_codec():
-    from codec.bls2017 import ImageCodec
+    from codec.models.bls2017 import ImageCodec
     trainer = build_image_trainer(ImageTrainConfig(filters=8,
                                                    precision_policy="mixed_bfloat16"))
     assert keras.mixed_precision.global_policy().name == "float32"   # restored

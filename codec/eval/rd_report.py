@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.image_eval import bd_rate, pareto_front, quality_overlap
+from codec.eval.image_eval import bd_rate, pareto_front, quality_overlap
 
 Curve = list[dict]
 

@@ -27,9 +27,9 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from codec.coders import DEFAULT_CODER, get_coder
-from codec.entropy_models import DecodeError
-from codec.randomized_svd import truncated_svd
+from codec.entropy.coders import DEFAULT_CODER, get_coder
+from codec.entropy.entropy_models import DecodeError
+from codec.linalg.randomized_svd import truncated_svd
 
 MAGIC, VERSION = 0x53, 1
 PRECISION = 12
@@ -200,7 +200,7 @@ def decode(string: bytes) -> np.ndarray:
 
 
 def _coder_name(coded: bytes) -> str:
-    from codec.coders import coder_of_string  # pylint: disable=import-outside-toplevel
+    from codec.entropy.coders import coder_of_string  # pylint: disable=import-outside-toplevel
     name = coder_of_string(coded)
     if name not in ("portable", "tfc"):
         raise DecodeError(f"SVD string holds an unknown coder payload ({name})")

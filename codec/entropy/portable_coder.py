@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from codec.framing import bytes_to_strings
+from codec.entropy.framing import bytes_to_strings
 
 FORMAT_PORTABLE = 1
 STATE_LOWER = 1 << 16           # L: lower bound of the normalized state
@@ -62,7 +62,7 @@ def lanes_log2(num_symbols) -> tf.Tensor:
 
 
 class TableInfo:
-    """Per-channel views of the flat CDF table (layout in `codec.coders`), re-laid out for rANS.
+    """Per-channel views of the flat CDF table (layout in `codec.entropy.coders`), re-laid out for rANS.
 
     Within each channel, symbols occupy the 2^P slots in order of decreasing frequency (ties:
     symbol order) rather than in value order. Same frequencies, so the same code length in the

@@ -15,8 +15,8 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from codec.datasets import load_mnist
-from codec.mnist import MNISTCodec, MNISTCompressionTrainer
+from codec.data.datasets import load_mnist
+from codec.models.mnist import MNISTCodec, MNISTCompressionTrainer
 from codec.training import fit_resumable
 
 
@@ -57,7 +57,7 @@ def _images_only(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def tfds_images(config: MnistTrainConfig) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Unbatched uint8 `[28, 28, 1]` train / validation images from TFDS (see codec.datasets)."""
+    """Unbatched uint8 `[28, 28, 1]` train / validation images from TFDS (see codec.data.datasets)."""
     train = load_mnist(config.train_split, config.data_dir, config.mnist_dir, shuffle_files=True)
     validation = load_mnist(config.validation_split, config.data_dir, config.mnist_dir)
     return _images_only(train), _images_only(validation)

@@ -11,7 +11,7 @@ Ways to choose r (the seed recipes):
   `r = ⌊c·m·n / (m + n + 1)⌋` (at least 1, at most min(m, n));
 - an energy factor e ∈ (0, 1]: the smallest r whose cumulative singular-value proportion
   `Σ_{i≤r} σ_i / Σ_i σ_i`, averaged over channels, reaches e (per image).
-The factors U, V come from `codec.randomized_svd.truncated_svd` (randomized when r is small next
+The factors U, V come from `codec.linalg.randomized_svd.truncated_svd` (randomized when r is small next
 to min(m, n), else `tf.linalg.svd`). Pixels are approximated on the 0–255 scale; the result is
 rounded and clipped to [0, 255].
 """
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from codec.randomized_svd import TruncatedSvd, reconstruct, truncated_svd
+from codec.linalg.randomized_svd import TruncatedSvd, reconstruct, truncated_svd
 
 
 class Approximation(NamedTuple):

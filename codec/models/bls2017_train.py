@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from codec import image_eval
-from codec.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
-from codec.crops import CROP_SAMPLINGS, crop_stream, load_image_folders
+from codec.eval import image_eval
+from codec.models.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
+from codec.data.crops import CROP_SAMPLINGS, crop_stream, load_image_folders
 from codec.training import fit_resumable
 
 @dataclasses.dataclass

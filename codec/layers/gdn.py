@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from codec.ops import lower_bound
+from codec.layers.ops import lower_bound
 
 PEDESTAL = 2.0 ** -36
 

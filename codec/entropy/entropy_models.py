@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 import numpy as np
 import tensorflow as tf
 
-from codec.coders import DEFAULT_CODER, CdfTables, EntropyCoder, get_coder
+from codec.entropy.coders import DEFAULT_CODER, CdfTables, EntropyCoder, get_coder
 
 
 class Prior(Protocol):
@@ -54,7 +54,7 @@ class EntropyModel(tf.Module):
       compression: build the integer coding tables now (eagerly), enabling compress/decompress.
       tail_mass: probability mass left outside the tables and coded through the escape symbol.
       precision: range coder precision in bits (CDF entries sum to `2**precision`).
-      coder: entropy coder name (see `codec.coders`).
+      coder: entropy coder name (see `codec.entropy.coders`).
     """
 
     def __init__(self, prior_fn: Callable[[], Prior], coding_rank: int, *,
@@ -242,7 +242,7 @@ class EntropyModel(tf.Module):
 def table_fingerprint(cdf, cdf_offset, cdf_length, quantization_offset) -> bytes:
     """8 bytes of SHA-256 over the coding tables (big-endian int32 CDFs, offsets and lengths,
     float32 quantization offsets): equal for two models exactly when they code alike, so a
-    `.bin` file can name the model that decodes it (codec/container.py)."""
+    `.bin` file can name the model that decodes it (codec/entropy/container.py)."""
     digest = hashlib.sha256()
     for array, dtype in ((cdf, ">i4"), (cdf_offset, ">i4"), (cdf_length, ">i4"),
                          (quantization_offset, ">f4")):

@@ -3,12 +3,12 @@
 
 - Analysis: conv 9×9 /4 → GDN → conv 5×5 /2 → GDN → conv 5×5 /2 (N filters, default 128).
 - Synthesis: mirrored transposed convolutions with IGDN, back to 3 (RGB) or 1 (grey) channels.
-- Prior: per-channel deep factorized density + uniform noise (codec/deep_factorized.py).
+- Prior: per-channel deep factorized density + uniform noise (codec/entropy/deep_factorized.py).
 - Loss (training): `bpp + λ · MSE`, MSE on 0–255 pixels, bpp the rate of the noisy latents.
 
 `ImageCodec` is the exported module. Images of any size: `compress` replicates the last row and
 column up to a multiple of 16, codes the latents (`[H/16, W/16, N]`) and puts the true size in
-the string (`codec.framing`, schemas/bitstream.md); `decompress` crops back. Strings in one call
+the string (`codec.entropy.framing`, schemas/bitstream.md); `decompress` crops back. Strings in one call
 must share a size (a batch of equally sized images, or one image per call).
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ import functools
 import tensorflow as tf
 import tf_keras as keras
 
-from codec import svd
-from codec.coders import DEFAULT_CODER
-from codec.deep_factorized import DeepFactorizedParameters
-from codec.entropy_models import EntropyModel
-from codec.framing import MAX_PIXELS, add_image_shape, split_image_shape
-from codec.gdn import GDN
-from codec.signal_conv import SignalConv2D
+from codec.linalg import svd
+from codec.entropy.coders import DEFAULT_CODER
+from codec.entropy.deep_factorized import DeepFactorizedParameters
+from codec.entropy.entropy_models import EntropyModel
+from codec.entropy.framing import MAX_PIXELS, add_image_shape, split_image_shape
+from codec.layers.gdn import GDN
+from codec.layers.signal_conv import SignalConv2D
 
 DOWNSAMPLING = 16
 DEFAULT_FILTERS = 128
@@ -33,7 +33,7 @@ DEFAULT_FILTERS = 128
 
 @dataclasses.dataclass(frozen=True)
 class TransformOptions:
-    """How the convolutions are built (codec/signal_conv.py). Defaults follow TFC's bls2017:
+    """How the convolutions are built (codec/layers/signal_conv.py). Defaults follow TFC's bls2017:
     RDFT-parameterized kernels, fan-in variance-scaling init, no bias on the last analysis
     layer. `TransformOptions.legacy()` is the recipe of rdpipe ≤ 0.x (Keras' Conv2D)."""
 
@@ -167,11 +167,11 @@ class ImageCodec(tf.Module):
 
       compress(images uint8 [B, H, W, C]) → strings [B], bits_per_pixel float32 [B]
           (information content of the quantized latents under the prior), model_fingerprint
-          string [B] (the tables' fingerprint, codec/container.py)
+          string [B] (the tables' fingerprint, codec/entropy/container.py)
       decompress(strings [B], all of one image size) → images uint8 [B, H, W, C]; fails on
           strings that fail the shape or end-of-stream checks
       decompress_unchecked(strings) → images, sanity_ok
-      svd_approximate / _compression / _energy (codec.svd.svd_signatures)
+      svd_approximate / _compression / _energy (codec.linalg.svd.svd_signatures)
     """
 
     def __init__(self, trainer: BLS2017Trainer, *, tail_mass: float = 2 ** -8,

@@ -6,7 +6,7 @@ only turns `symbols[B, M, C]` into one byte string per batch element and back, w
 
 Every string starts with a format byte whose top 3 bits name the coder that wrote it
 (`FORMAT_IDS`; `schemas/bitstream.md`), so a string is never decoded by the wrong coder:
-- `portable` (id 1, the default): rANS in core TF ops (`codec.portable_coder`), loadable by any
+- `portable` (id 1, the default): rANS in core TF ops (`codec.entropy.portable_coder`), loadable by any
   TensorFlow runtime;
 - `tfc` (id 2): TensorFlow Compression's range coder ops (`tensorflow-compression-ops`), for
   rdpipe's own server or a TF Serving built with those ops.
@@ -107,17 +107,17 @@ class TfcRangeCoder(EntropyCoder):
 
 
 class PortableRansCoder(EntropyCoder):
-    """Interleaved rANS from core TF ops only (`codec.portable_coder`): the default."""
+    """Interleaved rANS from core TF ops only (`codec.entropy.portable_coder`): the default."""
 
     name = "portable"
     format_id = 1
 
     def encode(self, symbols, cdf):
-        from codec import portable_coder  # pylint: disable=import-outside-toplevel
+        from codec.entropy import portable_coder  # pylint: disable=import-outside-toplevel
         return portable_coder.encode(symbols, cdf)
 
     def decode(self, strings, num_positions, num_channels, cdf):
-        from codec import portable_coder  # pylint: disable=import-outside-toplevel
+        from codec.entropy import portable_coder  # pylint: disable=import-outside-toplevel
         return portable_coder.decode(strings, num_positions, num_channels, cdf)
 
 

@@ -1,6 +1,6 @@
 """Rate–distortion evaluation of image codecs on uint8 RGB images (e.g. Kodak).
 
-Codecs: `svd` (codec/svd_codec.py, a real byte string), and the classical references through
+Codecs: `svd` (codec/linalg/svd_codec.py, a real byte string), and the classical references through
 Pillow: `jpeg` (libjpeg, 4:2:0, by quality), `jpeg2000` (OpenJPEG, by compression ratio),
 `webp` (libwebp, by quality) and `avif` (libavif, by quality).
 Rate is bits per pixel of the actual bytes (`8 · len / (H · W)`); distortion is PSNR in dB on
@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from codec import svd_codec
+from codec.linalg import svd_codec
 
 # Operating points per codec: a curve from each codec's lowest useful quality (≈ 24–26 dB on
 # Kodak, so that low-rate learned models overlap it for BD-rate) to ~2 bpp.
@@ -128,7 +128,7 @@ class LearnedPoint(NamedTuple):
 
 def evaluate_model(model_dir: str, images: list[np.ndarray],
                    progress: Callable[[str], None] | None = None) -> LearnedPoint:
-    """An exported image codec (compress / decompress signatures, e.g. codec/bls2017.py) on
+    """An exported image codec (compress / decompress signatures, e.g. codec/models/bls2017.py) on
     `images`, one image per call: actual bytes, PSNR, MS-SSIM and timings."""
     import time  # pylint: disable=import-outside-toplevel
     from pathlib import Path  # pylint: disable=import-outside-toplevel

@@ -4,8 +4,8 @@ Each channel has a univariate CDF `c(x) = sigmoid(f(x))`, `f` a small monotonic 
 filters (1, 3, 3, 3, 1), layer k computes `h ← softplus(H_k) h + b_k` and, except the last,
 `h ← h + tanh(a_k) ⊙ tanh(h)`; softplus keeps H_k positive and tanh(a_k) ≥ −1, so f is increasing.
 The noisy density at y is `c(y + ½) − c(y − ½)` (TFC's `NoisyDeepFactorized`), the same function
-as the bin mass used to build the coding tables. Interface as `codec.priors.NoisyLogistic`, so
-`codec.entropy_models.EntropyModel` (and both coders) serve it unchanged. Written here because
+as the bin mass used to build the coding tables. Interface as `codec.entropy.priors.NoisyLogistic`, so
+`codec.entropy.entropy_models.EntropyModel` (and both coders) serve it unchanged. Written here because
 tensorflow-compression's Python package cannot be installed on this stack.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from codec.ops import lower_bound
+from codec.layers.ops import lower_bound
 
 LIKELIHOOD_BOUND = 1e-9
 _TAIL_SEARCH_RANGE = 2.0 ** 15      # tails are searched in [−range, range]
@@ -77,7 +77,7 @@ class NoisyDeepFactorized:
 
     def log_prob(self, y) -> tf.Tensor:
         """Natural-log density of the noisy variable at `y` (nats), bounded below at log(1e-9)
-        by a bound that still passes gradients pushing the likelihood up (`codec.ops`)."""
+        by a bound that still passes gradients pushing the likelihood up (`codec.layers.ops`)."""
         lower = self.logits_cumulative(y - .5)
         upper = self.logits_cumulative(y + .5)
         # Flip to the side where both sigmoids are small: c(u) − c(l) loses no precision.

@@ -15,11 +15,11 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from codec import svd
-from codec.coders import DEFAULT_CODER, string_format_ids
-from codec.entropy_models import EntropyModel
-from codec.priors import NoisyLogistic
-from codec.spectral import PixelNorm, SpectralNormalization
+from codec.linalg import svd
+from codec.entropy.coders import DEFAULT_CODER, string_format_ids
+from codec.entropy.entropy_models import EntropyModel
+from codec.entropy.priors import NoisyLogistic
+from codec.layers.spectral import PixelNorm, SpectralNormalization
 
 IMAGE_SHAPE = (28, 28, 1)
 DEFAULT_LATENT_DIMS = 50
@@ -29,7 +29,7 @@ NORMALIZATIONS = ("none", "spectral", "pixel")
 
 
 def _hidden(layer: keras.layers.Layer, normalization: str) -> list[keras.layers.Layer]:
-    """A hidden layer of a transform, with the configured normalization (codec/spectral.py):
+    """A hidden layer of a transform, with the configured normalization (codec/layers/spectral.py):
     "spectral" divides its kernel by σ_max (power iteration), "pixel" follows it by PixelNorm."""
     if normalization == "spectral":
         return [SpectralNormalization(layer, name=f"{layer.name}_sn")]
@@ -166,14 +166,14 @@ class MNISTCodec(tf.Module):
 
     Signatures (all exported to the SavedModel):
       compress(images uint8 [B,28,28,1]) → strings string [B], information_bits float32 [B],
-          model_fingerprint string [B] (the tables' fingerprint, codec/container.py)
+          model_fingerprint string [B] (the tables' fingerprint, codec/entropy/container.py)
       decompress(strings string [B]) → images uint8 [B,28,28,1]; fails (InvalidArgumentError)
           if any string fails the end-of-stream sanity check
       decompress_unchecked(strings) → images, sanity_ok bool [B]; never fails — the tutorial's
           "decoder as a generative model" (decode random bytes)
       svd_approximate(images uint8 [B,H,W,C], rank int32 []) → reconstruction uint8 [B,H,W,C],
           singular_values float32 [B,C,rank], ranks int32 [B], stored_size int64 [B] — batched
-          low-rank approximation of any images (codec/svd.py, randomized truncated SVD)
+          low-rank approximation of any images (codec/linalg/svd.py, randomized truncated SVD)
       svd_approximate_compression(images, compression_factor float32 []) and
       svd_approximate_energy(images, energy_factor float32 []) → the same outputs, the rank chosen
           from the factor (energy: singular_values holds all min(H, W) values)

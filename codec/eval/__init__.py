@@ -1,0 +1,1 @@
+"""Evaluation: rate–distortion measurement, classical baselines, BD-rate, reports and figures."""

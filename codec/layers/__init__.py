@@ -1,0 +1,1 @@
+"""Neural-network layers: GDN/IGDN, SignalConv2D, spectral and pixel normalization, small ops."""

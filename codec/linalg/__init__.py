@@ -1,0 +1,1 @@
+"""Linear algebra: batched (randomized) SVD, low-rank approximation and the SVD codec."""
