@@ -84,7 +84,7 @@ def _run_client(args) -> None:
         return
     out_dir = Path(args.output_dir)
     if args.client_command in ("compress", "decompress"):
-        from serving.client import ServedCodec
+        from cli.served_codec import ServedCodec
         from cli.photos import compress_files, decompress_files
         backend = ServedCodec(client)
         if args.client_command == "compress":

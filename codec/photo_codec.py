@@ -1,6 +1,6 @@
 """Whole images ↔ `.bin` files: tiling, the container header and the model check, for any
 codec backend — a local SavedModel (`codec.saved_codec.SavedCodec`) or a model behind a server
-(`serving.client.ServedCodec`); both speak the same signatures.
+(`cli.served_codec.ServedCodec`); both speak the same signatures.
 
 Images larger than `tile` pixels on a side are coded as independent tiles (one signature call
 each, row-major), so memory stays bounded by one tile's transforms whatever the photo's size

@@ -17,7 +17,6 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from codec.saved_codec import lambda_of_serving_name
 from serving.server import DEFAULT_MAX_MESSAGE_BYTES, grpc_options
 
 
@@ -126,43 +125,4 @@ class CodecClient:
         names = get_model_status_pb2.ModelVersionStatus.State
         return [(s.version, names.Name(s.state), s.status.error_message)
                 for s in response.model_version_status]
-
-
-class ServedCodec:
-    """A served codec model as a `codec.photo_codec.CodecBackend`: `rdpipe client compress`
-    writes the same `.bin` files as `rdpipe compress`, tiles included, following the model's
-    signature (channels, fixed or any size) read from `GetModelMetadata`.
-
-    The file names the model `<served name>` (or `<name>/<version>` when pinned); its table
-    fingerprint comes from the `model_fingerprint` output of `compress` (exports before it
-    existed leave it unknown, and their files are not checked against the decoding model)."""
-
-    def __init__(self, client: CodecClient):
-        self.client = client
-        shape = client.signature_input_shape()
-        if len(shape) != 4 or shape[-1] not in (1, 3):
-            raise ValueError(f"model {client.model}: compress takes images of shape {shape}, "
-                             "not [batch, height, width, 1 or 3]")
-        self.channels = int(shape[-1])
-        self.fixed_size = None if None in shape[1:3] else (int(shape[1]), int(shape[2]))
-        self.name = client.model + (f"/{client.version}" if client.version is not None else "")
-        self.lmbda = lambda_of_serving_name(client.model)
-        self._fingerprint: bytes | None = None
-
-    @property
-    def fingerprint(self) -> bytes | None:
-        """Read once from a compress call on a small probe image (cached)."""
-        if self._fingerprint is None:
-            probe = np.zeros((1,) + (self.fixed_size or (16, 16)) + (self.channels,), np.uint8)
-            self.client.compress(probe)
-            self._fingerprint = self.client.last_fingerprint
-        return self._fingerprint
-
-    def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
-        strings, bits = self.client.compress(images)
-        self._fingerprint = self.client.last_fingerprint or self._fingerprint
-        return strings, bits
-
-    def decompress(self, strings: list[bytes]) -> np.ndarray:
-        return self.client.decompress(strings)
 

@@ -30,7 +30,8 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.observability import CONTENT_TYPE, ServerMetrics
-from serving.predict import HTTP_STATUS, Predictor, RequestError, status_response
+from serving.predict import HTTP_STATUS, Predictor, RequestError
+from serving.responses import status_response
 
 log = logging.getLogger("rdpipe.serving")
 _MODEL_PATH = re.compile(

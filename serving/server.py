@@ -23,7 +23,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_g
 from serving.batching import Batcher, BatchingParameters
 from serving.models import AVAILABLE, ModelRegistry
 from serving.observability import ServerMetrics
-from serving.predict import Predictor, RequestError, status_response
+from serving.predict import Predictor, RequestError
+from serving.responses import status_response
 from serving.rest import make_rest_server
 
 log = logging.getLogger("rdpipe.serving")
