@@ -25,8 +25,9 @@ def _pyplot():
 
 # --------------------------------------------------------------------------- train-images
 def cmd_train_images(args) -> None:
-    from codec.models.bls2017_train import ImageTrainConfig, train_image_codec  # pylint: disable=import-outside-toplevel
-    config = ImageTrainConfig(
+    """`rdpipe train-images`: the older spelling of `rdpipe train bls2017`."""
+    from cli.train import run_training  # pylint: disable=import-outside-toplevel
+    options = dict(
         lmbda=args.lmbda, filters=args.filters, patch_size=args.patch_size,
         batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
         learning_rate=args.learning_rate, clipnorm=args.clipnorm,
@@ -34,13 +35,9 @@ def cmd_train_images(args) -> None:
         jit_compile=args.jit,
         precision_policy="mixed_bfloat16" if args.mixed_precision else "",
         channels=1 if args.grey else 3, coder=args.coder, train_dir=",".join(args.train_dir),
-        verbose=0 if args.quiet else 2, init_from=args.init_from or "")
-    output = Path(args.output or f"models/bls2017/lmbda_{args.lmbda:g}")
-    summary = train_image_codec(config, output)
-    history = summary["history"]
-    print(f"trained λ={args.lmbda:g}: {summary['steps_per_second']:.3f} steps/s, final bpp "
-          f"{history['bpp'][-1]:.3f}, PSNR {history['psnr'][-1]:.2f} dB (noisy training "
-          f"latents) → {output / 'saved_model'}")
+        init_from=args.init_from or "")
+    run_training("bls2017", options, args.output or f"models/bls2017/lmbda_{args.lmbda:g}",
+                 args.quiet)
 
 
 # ---------------------------------------------------------------------------------- eval

@@ -21,33 +21,7 @@ from cli.common import CliError  # noqa: E402
 from cli.images import add_image_parsers  # noqa: E402
 from cli.photos import add_photo_parsers  # noqa: E402
 from cli.serving import add_serving_parsers  # noqa: E402
-
-
-# ---------------------------------------------------------------------------------- train
-def cmd_train(args) -> None:
-    from codec.models.mnist_train import MnistTrainConfig, train_mnist
-
-    if args.model != "mnist":
-        raise CliError(f"unknown model {args.model!r}; available: mnist")
-    config = MnistTrainConfig(
-        lmbda=args.lmbda, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, latent_dims=args.latent_dims,
-        train_split=args.train_split, validation_split=args.validation_split,
-        tail_mass=args.tail_mass, precision=args.precision, coder=args.coder,
-        normalization=args.normalization,
-        seed=args.seed, verbose=0 if args.quiet else 1, data_dir=args.data_dir,
-        mnist_dir=args.mnist_dir,
-        **({"decoder_input": args.decoder_input} if args.decoder_input else {}))
-    output = Path(args.output or f"models/mnist/lmbda_{args.lmbda:g}")
-    print(f"training MNIST codec λ={args.lmbda:g} for {args.epochs} epochs → {output}")
-    summary = train_mnist(config, output)
-    history = summary["history"]
-    if history.get("val_rate"):
-        print(f"done in {summary['train_seconds']:.0f} s: validation rate "
-              f"{history['val_rate'][-1]:.2f} bits/digit (information content), "
-              f"MAE {history['val_distortion'][-1]:.4f}")
-    print(f"SavedModel: {output / 'saved_model'}   TensorBoard: tensorboard --logdir "
-          f"{output / 'logs'}")
+from cli.train import add_train_parser  # noqa: E402
 
 
 # ------------------------------------------------------------------------ sample / figure
@@ -206,31 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--mnist-dir", help="directory with the four MNIST IDX files "
                                           "(default $RDPIPE_MNIST_DIR, ../shared/data/mnist)")
 
-    p = sub.add_parser("train", parents=[data], help="train one codec for one λ")
-    p.add_argument("model", choices=["mnist"])
-    p.add_argument("--lambda", dest="lmbda", type=float, default=2000.,
-                   help="rate-distortion trade-off λ (loss = bits + λ·MAE)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--latent-dims", type=int, default=50)
-    p.add_argument("--train-split", default="train", help="TFDS split, e.g. 'train[:5000]'")
-    p.add_argument("--validation-split", default="test")
-    p.add_argument("--decoder-input", choices=["quantized", "noisy"],
-                   help="latents the decoder trains on: noisy (the tutorial) or quantized with "
-                        "a straight-through gradient (default: see codec.models.mnist_train)")
-    p.add_argument("--tail-mass", type=float, default=2 ** -8)
-    p.add_argument("--precision", type=int, default=12, help="range coder precision (bits)")
-    p.add_argument("--normalization", default="none", choices=["none", "spectral", "pixel"],
-                   help="hidden layers of both transforms: spectral normalization (power "
-                        "iteration) or PixelNorm")
-    p.add_argument("--coder", default="portable", choices=["portable", "tfc"],
-                   help="entropy coder: portable (stock TF ops, loads anywhere) or tfc "
-                        "(tensorflow-compression-ops range coder)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", help="output dir (default models/mnist/lmbda_<λ>)")
-    p.add_argument("--quiet", action="store_true", help="no per-step progress bar")
-    p.set_defaults(func=cmd_train)
+    add_train_parser(sub)
 
     p = sub.add_parser("sample", help="decode random bytes: the decoder as a generative model")
     p.add_argument("--model", required=True)
@@ -294,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     if args.command == "figure":
         args.split = args.split or ("test[48:64]" if args.kind == "digits" else "test")
         args.output = args.output or f"{args.kind}.png"

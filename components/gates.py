@@ -2,7 +2,8 @@
 
 - `FailOnAnomalies`: stops the run (before training) when ExampleValidator found anomalies,
   printing them; trainers are made downstream of it.
-- `RateDistortionGate`: per-λ model validation on *actual coded bits*. TFMA computes metrics
+- `RateDistortionGate`: per-λ model validation on *actual coded bits*, for any codec family
+  (`family` parameter; the family says what rate and distortion are). TFMA computes metrics
   from a model's numeric predictions per example; the rate here is the byte length of strings
   produced by the `compress` signature and the distortion needs a full decode, which TFMA's
   metric API cannot express — hence a custom component writing the standard `ModelBlessing`
@@ -16,24 +17,16 @@
 
 import json
 import os
-from typing import Optional
 
 import numpy as np
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from components.mnist_trainer import read_mnist_examples
 
 InputArtifact = tfx.dsl.components.InputArtifact
 OutputArtifact = tfx.dsl.components.OutputArtifact
 Parameter = tfx.dsl.components.Parameter
-
-
-def _eval_images(examples, max_examples: int) -> np.ndarray:
-    pattern = os.path.join(examples.uri, "Split-eval", "*")
-    dataset = read_mnist_examples([pattern]).take(max_examples).batch(1024)
-    return np.concatenate([batch.numpy() for batch in dataset])
 
 
 def _codec(model):
@@ -58,24 +51,6 @@ def FailOnAnomalies(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies
     print("data validation: no anomalies")
 
 
-def gate_decision(metrics: dict, *, max_rate: float, max_distortion: float,
-                  baseline: Optional[dict], tolerance: float) -> tuple[bool, list[str]]:
-    """(blessed, one line per check with the numbers). Pure function: unit-testable."""
-    checks = [
-        (metrics["bits_per_digit"] <= max_rate,
-         f"rate {metrics['bits_per_digit']:.2f} bits/digit ≤ max_rate {max_rate:g}"),
-        (metrics["mae"] <= max_distortion,
-         f"distortion MAE {metrics['mae']:.4f} ≤ max_distortion {max_distortion:g}"),
-    ]
-    if baseline is not None:
-        limit = baseline["objective"] * (1 + tolerance)
-        checks.append((metrics["objective"] <= limit,
-                       f"objective bits+λ·MAE {metrics['objective']:.3f} ≤ blessed baseline "
-                       f"{baseline['objective']:.3f} × (1 + {tolerance:g})"))
-    lines = [("PASS " if ok else "FAIL ") + text for ok, text in checks]
-    return all(ok for ok, _ in checks), lines
-
-
 def write_blessing(blessing, model, report: dict, metric_keys) -> None:
     """The gate's `evaluation.json` + the ModelBlessing properties the Pusher and
     LatestBlessedModelStrategy read (`blessed`, `current_model_id`, `current_model`)."""
@@ -94,38 +69,36 @@ def RateDistortionGate(
         examples: InputArtifact[standard_artifacts.Examples],
         blessing: OutputArtifact[standard_artifacts.ModelBlessing],
         baseline_model: InputArtifact[standard_artifacts.Model] = None,
+        family: Parameter[str] = "mnist",
         lmbda: Parameter[float] = 1.0,
         max_rate: Parameter[float] = 1e9,
-        max_distortion: Parameter[float] = 1.0,
+        distortion_bound: Parameter[float] = 1.0,
         tolerance: Parameter[float] = 0.0,
         max_examples: Parameter[int] = 2000) -> None:
-    """Blesses the model iff actual bits ≤ max_rate, MAE ≤ max_distortion and, when a blessed
-    baseline exists, bits + λ·MAE is not worse than the baseline's by more than `tolerance`."""
-    from codec.eval.evaluation import evaluate_codec  # pylint: disable=import-outside-toplevel
+    """Blesses the model iff its actual rate ≤ max_rate, its distortion is within
+    distortion_bound (the family's metric and direction) and, when a blessed baseline exists,
+    its objective (e.g. bits + λ·MAE) is not worse than the baseline's by more than
+    `tolerance`."""
+    from codec.families import GateSpec, get_family  # pylint: disable=import-outside-toplevel
 
-    images = _eval_images(examples, max_examples)
-
-    def measure(artifact) -> dict:
-        result = evaluate_codec(_codec(artifact), images)
-        keep = ("bits_per_digit", "information_bits", "mae", "psnr", "num_images")
-        out = {k: result[k] for k in keep}
-        out["objective"] = out["bits_per_digit"] + lmbda * out["mae"]
-        return out
-
-    metrics = measure(model)
+    codec_family = get_family(family)
+    images = codec_family.eval_images([os.path.join(examples.uri, "Split-eval", "*")],
+                                      max_examples)
+    metrics = codec_family.measure(_codec(model), images, lmbda)
     # The baseline is re-measured on *this* run's eval split (its stored numbers may come from an
     # older span), except when it is this very model (a re-run over unchanged inputs).
     baseline = None
     if baseline_model is not None:
-        baseline = metrics if baseline_model.id == model.id else measure(baseline_model)
-    blessed, lines = gate_decision(metrics, max_rate=max_rate, max_distortion=max_distortion,
-                                   baseline=baseline, tolerance=tolerance)
-    report = {"lambda": lmbda, "blessed": blessed, "checks": lines, "metrics": metrics,
-              "model_uri": model.uri, "baseline": baseline,
+        baseline = metrics if baseline_model.id == model.id else \
+            codec_family.measure(_codec(baseline_model), images, lmbda)
+    blessed, lines = codec_family.gate_decision(
+        metrics, GateSpec(lmbda, max_rate, distortion_bound), baseline, tolerance)
+    report = {"family": family, "lambda": lmbda, "blessed": blessed, "checks": lines,
+              "metrics": metrics, "model_uri": model.uri, "baseline": baseline,
               "baseline_uri": getattr(baseline_model, "uri", None)}
-    write_blessing(blessing, model, report, ("bits_per_digit", "mae", "psnr", "objective"))
+    write_blessing(blessing, model, report, codec_family.metric_keys)
     verdict = "BLESSED" if blessed else "NOT BLESSED (push skipped)"
-    print(f"rate-distortion gate λ={lmbda:g}: {verdict}\n  " + "\n  ".join(lines))
+    print(f"rate-distortion gate {family} λ={lmbda:g}: {verdict}\n  " + "\n  ".join(lines))
 
 
 def serving_check_problems(codec, golden) -> list[str]:
@@ -158,6 +131,6 @@ def ServingCheck(model: InputArtifact[standard_artifacts.Model],
     golden = read_golden(path_utils.serving_model_path(model.uri))
     problems = serving_check_problems(codec, golden)
     blessing.set_int_custom_property("blessed", int(not problems))
-    print(f"serving check on {len(golden[0])} eval digits vs the Trainer's local codec: "
+    print(f"serving check on {len(golden[0])} eval images vs the Trainer's local codec: "
           + ("OK (identical strings and reconstructions)" if not problems
              else "FAILED: " + "; ".join(problems)))

@@ -1,1 +1,1 @@
-"""rdpipe pipelines: pipeline assembly, runners and the `rdpipe` CLI."""
+"""rdpipe pipelines: the one TFX pipeline for every codec family, its configs and runners."""

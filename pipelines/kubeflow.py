@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from pipelines.configs import PipelineConfig
-from pipelines.image_pipeline import create_pipeline_for
+from pipelines.pipeline import create_pipeline
 
 
 def kfp_cron(cron: str) -> str:
@@ -31,7 +31,7 @@ def compile_kubeflow(config: PipelineConfig, output_dir: str | Path, image: str,
     runner = kfp_runner.KubeflowV2DagRunner(
         config=kfp_runner.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=str(output_dir), output_filename=spec_name)
-    runner.run(create_pipeline_for(config, beam_args=[]), write_out=True)
+    runner.run(create_pipeline(config, beam_args=[]), write_out=True)
     written = [output_dir / spec_name]
     if cron:
         recurring = {

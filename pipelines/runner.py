@@ -10,16 +10,16 @@ from pathlib import Path
 import ml_metadata as mlmd
 from tfx import v1 as tfx
 
-from pipelines.assembly import metadata_path
+from codec.families import get_family
 from pipelines.configs import PipelineConfig
-from pipelines.image_pipeline import create_pipeline_for
+from pipelines.pipeline import create_pipeline, metadata_path
 
 
 def run_local(config: PipelineConfig, beam_args: list[str] | None = None) -> dict:
     """Runs the pipeline to completion; returns `summarize(config)` plus wall time."""
     Path(config.workspace).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    tfx.orchestration.LocalDagRunner().run(create_pipeline_for(config, beam_args=beam_args))
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, beam_args=beam_args))
     summary = summarize(config)
     summary["wall_seconds"] = time.perf_counter() - start
     return summary
@@ -51,20 +51,19 @@ def summarize(config: PipelineConfig) -> dict:
                                    if pushed and "pushed_destination" in pushed.custom_properties
                                    else None),
         }
-    return {"pipeline": config.name, "lambdas": per_lambda}
+    return {"pipeline": config.name, "family": config.family, "lambdas": per_lambda}
 
 
 def format_summary(summary: dict) -> str:
     lines = [f"pipeline {summary['pipeline']}"
              + (f" finished in {summary['wall_seconds']:.0f} s" if "wall_seconds" in summary
                 else "")]
+    family = get_family(summary.get("family", "mnist"))
     for tag, item in summary["lambdas"].items():
         gate = item["gate"]
         metrics = gate.get("metrics") or {}
         verdict = "blessed" if gate.get("blessed") else "NOT blessed"
-        numbers = (f"{metrics['bpp']:.3f} bpp, PSNR {metrics['psnr']:.2f} dB" if "bpp" in metrics
-                   else f"{metrics.get('bits_per_digit', float('nan')):.2f} bits/digit, MAE "
-                        f"{metrics.get('mae', float('nan')):.4f}")
+        numbers = family.format_metrics(metrics)
         lines.append(f"  λ={item['lambda']:g}: {numbers} → {verdict}; "
                      + (f"pushed to {item['pushed_destination']}" if item["pushed"]
                         else "not pushed"))

@@ -11,8 +11,9 @@ from tfx import v1 as tfx
 
 from conftest import add_mnist_span
 
-from pipelines.configs import MNIST_QUICK, LambdaSpec
-from pipelines.mnist_pipeline import metadata_path
+from codec.families import GateSpec
+from pipelines.configs import MNIST_QUICK
+from pipelines.pipeline import metadata_path
 from pipelines.runner import run_local
 
 
@@ -75,7 +76,7 @@ def test_quick_pipeline_pushes_gates_and_compares_against_blessed(tmp_path):
 
     # Too-strict thresholds: the gate fails, the Pusher does not push.
     strict = dataclasses.replace(config, lambdas=(
-        LambdaSpec(config.lambdas[0].lmbda, max_rate=1.0, max_distortion=0.001),))
+        GateSpec(config.lambdas[0].lmbda, max_rate=1.0, distortion_bound=0.001),))
     third = run_local(strict)
     item = third["lambdas"][strict.lambdas[0].tag]
     assert not item["gate"]["blessed"] and not item["pushed"]

@@ -86,7 +86,7 @@ def test_scheduled_run_then_cached_rerun(tmp_path, capsys):
     # Unchanged inputs: every execution is reused from the cache, nothing new is pushed.
     import ml_metadata as mlmd
     from tfx import v1 as tfx
-    from pipelines.mnist_pipeline import metadata_path
+    from pipelines.pipeline import metadata_path
     store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         str(metadata_path(config))))
     models_before = len(store.get_artifacts_by_type("Model"))
@@ -106,9 +106,7 @@ def test_anomalies_stop_the_run_before_training(tmp_path, monkeypatch):
     strict_schema = tmp_path / "schema.pbtxt"
     schema = (Path(__file__).resolve().parent.parent / "schemas/mnist/schema.pbtxt").read_text()
     strict_schema.write_text(schema.replace("min: 0 max: 9", "min: 0 max: 4"))
-    import pipelines.mnist_pipeline as mnist_pipeline
-    monkeypatch.setattr(mnist_pipeline, "SCHEMA_FILE", strict_schema)
-    config = _quick(tmp_path)
+    config = dataclasses.replace(_quick(tmp_path), schema_file=str(strict_schema))
     with pytest.raises(Exception, match="data validation failed"):
         run_local(config)
     assert not list(Path(config.workspace).glob("*/Trainer.lmbda_*/model/*"))

@@ -23,6 +23,9 @@ import tensorflow_datasets as tfds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MNIST_DIR = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
+# Training photos of the image codecs (never evaluated on): both folders by default.
+DEFAULT_PHOTO_DIRS = tuple(PROJECT_ROOT.parent / "shared" / "data" / name
+                           for name in ("photos-train", "photos-train-extra"))
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

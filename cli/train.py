@@ -1,0 +1,109 @@
+"""`rdpipe train FAMILY`: train one codec of any registered family for one λ.
+
+Every field of the family's training config is an option: `--latent-dims 50` (MNIST),
+`--patch-size 256 --train-dir A B` (bls2017), or `--set key=value`; an unknown one is an error
+naming the valid ones. `rdpipe train-images` (older spelling) is `rdpipe train bls2017`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cli.common import CliError
+
+# Older flag spellings → (config field, value for flags without one).
+ALIASES = {"lambda": ("lmbda", None), "jit": ("jit_compile", True),
+           "grey": ("channels", 1), "mixed_precision": ("precision_policy", "mixed_bfloat16")}
+
+
+def _convert(field: dataclasses.Field, raw: list[str], flag: str):
+    """Command-line strings → the field's type (by its annotation)."""
+    annotation = str(field.type)
+    if not raw:
+        if "bool" in annotation:
+            return True
+        raise CliError(f"--{flag} needs a value")
+    if len(raw) > 1:
+        if annotation.startswith("str"):
+            return ",".join(raw)          # several folders: train_dir is comma-separated
+        raise CliError(f"--{flag} takes one value, got {raw}")
+    value = raw[0]
+    if "None" in annotation and value.lower() == "none":
+        return None
+    try:
+        if annotation.startswith("bool"):
+            return value.lower() in ("1", "true", "yes", "on")
+        if annotation.startswith("int"):
+            return int(value)
+        if annotation.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise CliError(f"--{flag}: {value!r} is not a {annotation}") from None
+    return value
+
+
+def parse_options(config_class: type, tokens: list[str], settings: list[str]) -> dict:
+    """`--some-field V [V…]` tokens and `KEY=VALUE` settings → config options."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    options, index = {}, 0
+    pairs = [(s.partition("=")[0], [s.partition("=")[2]]) for s in settings]
+    if any("=" not in s for s in settings):
+        raise CliError("--set takes key=value")
+    while index < len(tokens):
+        token = tokens[index]
+        if not token.startswith("--"):
+            raise CliError(f"unexpected argument {token!r}")
+        key, _, inline = token[2:].partition("=")
+        values, index = ([inline] if inline else []), index + 1
+        while not inline and index < len(tokens) and not tokens[index].startswith("--"):
+            values.append(tokens[index])
+            index += 1
+        pairs.append((key, values))
+    for key, values in pairs:
+        name = key.replace("-", "_")
+        name, fixed = ALIASES.get(name, (name, None))
+        if name not in fields:
+            raise CliError(f"unknown option --{key} for {config_class.__name__}; options: "
+                           + ", ".join("--" + f.replace("_", "-") for f in sorted(fields)))
+        options[name] = fixed if fixed is not None and not values else \
+            _convert(fields[name], values, key)
+    return options
+
+
+def run_training(family_name: str, options: dict, output: str | None, quiet: bool) -> dict:
+    from codec.families import get_family  # pylint: disable=import-outside-toplevel
+    try:
+        family = get_family(family_name)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    config = family.make_config(options, verbose=0 if quiet else 2)
+    target = Path(output or f"models/{family.name}/lmbda_{config.lmbda:g}")
+    print(f"training {family.name} λ={config.lmbda:g} → {target}", flush=True)
+    summary = family.train_from_config(config, target)
+    last = {key: values[-1] for key, values in summary.get("history", {}).items() if values}
+    if last:
+        print("last epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()))
+    print(f"SavedModel: {target / 'saved_model'}   TensorBoard: tensorboard --logdir "
+          f"{target / 'logs'}")
+    return summary
+
+
+def cmd_train(args) -> None:
+    from codec.families import get_family  # pylint: disable=import-outside-toplevel
+    try:
+        family = get_family(args.family)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    options = parse_options(family.config_class, args.extra, args.set or [])
+    run_training(args.family, options, args.output, args.quiet)
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train one codec of a family (mnist, bls2017) for one λ",
+                       description=__doc__.split("\n\n")[1] if "\n\n" in __doc__ else None)
+    p.add_argument("family", help="codec family: mnist or bls2017 (codec/families)")
+    p.add_argument("--output", help="output dir (default models/<family>/lmbda_<λ>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any training option, e.g. --set epochs=3")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    p.set_defaults(func=cmd_train, takes_extra=True)
