@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 run: install
 	$(BIN)/rdpipe pipeline run --config mnist-quick
 
+# Two workers (the CI's 2 cores); whole files per worker, so module fixtures are built once.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: bench-mnist bench-serving bench-coder bench-svd
 

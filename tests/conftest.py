@@ -18,10 +18,22 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _tfds_dir() -> str:
+    return os.environ.get("TFDS_DATA_DIR") or str(ROOT / ".cache" / "tensorflow_datasets")
+
+
+def pytest_sessionstart(session):
+    """Prepares the shared TFDS MNIST once, before pytest-xdist starts its workers (`make
+    test` runs `-n 2`): two workers preparing the same dataset directory would race."""
+    if not hasattr(session.config, "workerinput"):      # the controller, or no xdist
+        from codec.data.datasets import mnist_builder
+        mnist_builder(_tfds_dir())
+
+
 @pytest.fixture(scope="session")
 def tfds_dir() -> str:
     """TFDS data dir shared by the session (Makefile sets it inside the checkout)."""
-    return os.environ.get("TFDS_DATA_DIR") or str(ROOT / ".cache" / "tensorflow_datasets")
+    return _tfds_dir()
 
 
 @pytest.fixture(scope="session")
