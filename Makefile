@@ -9,8 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench bench-mnist bench-serving bench-coder bench-svd bench-kodak \
-	bench-race bench-recipe bench-train-speed bench-big-photo bench-mnist-trainer zoo lock clean
+.PHONY: install run test bench zoo lock clean
 
 install: $(STAMP)
 
@@ -32,34 +31,17 @@ test: install
 
 bench: bench-mnist bench-serving bench-coder bench-svd
 
-bench-mnist: install
-	$(BIN)/python benchmarks/bench_mnist.py $(BENCH_ARGS)
-
-bench-serving: install
-	$(BIN)/python benchmarks/bench_serving.py $(BENCH_ARGS)
-
-bench-coder: install
-	$(BIN)/python benchmarks/bench_coder.py $(BENCH_ARGS)
-
-bench-svd: install
-	$(BIN)/python benchmarks/bench_svd.py $(BENCH_ARGS)
-
-# Hours on 2 cores (trains 4 λ); not part of `make bench`.
-bench-kodak: install
-	$(BIN)/python benchmarks/bench_kodak.py $(BENCH_ARGS)
-
-# ~2 min: first-step (XLA compile) and steady-state ms/step of the MNIST Trainer, jit on and off.
-bench-mnist-trainer: install
-	$(BIN)/python benchmarks/bench_mnist_trainer.py $(BENCH_ARGS)
+# Every benchmark: `make bench-NAME [BENCH_ARGS=...]` runs benchmarks/bench_NAME.py (dashes as
+# underscores). Times on 2 cores: mnist ~30 min, serving/coder/svd minutes, kodak hours (trains
+# 4 λ; not part of `make bench`), race hours (see below), recipe ~25 min, train-speed ~5 min,
+# big-photo ~5 min (12 and 48 MP through the tiled path), mnist-trainer ~2 min.
+bench-%: install
+	$(BIN)/python benchmarks/bench_$(subst -,_,$*).py $(BENCH_ARGS)
 
 # Replaces the committed model zoo (zoo/) with the models of the last `make bench-kodak` and cards
 # from its kodak.json. Deliberate: commit a new zoo only when the models improve (git history).
 zoo: install
 	$(BIN)/rdpipe zoo build --models-dir .cache/bls2017 --report benchmarks/results/kodak.json
-
-# ~5 min on 2 cores: 12 MP and 48 MP synthetic photos through the tiled path (peak memory, seams).
-bench-big-photo: install
-	$(BIN)/python benchmarks/bench_big_photo.py $(BENCH_ARGS)
 
 # Hours on 2 cores. The reference side runs TensorFlow Compression 2.14.1 on TF 2.14.1 in its own
 # virtualenv (.venv-peer): a comparison only, never a dependency of rdpipe nor of `make test`.
@@ -71,16 +53,7 @@ $(PEER_STAMP):
 	    tensorflow==2.14.1 tensorflow-compression==2.14.1 pillow
 	touch $@
 
-bench-race: install $(PEER_STAMP)
-	$(BIN)/python benchmarks/bench_race.py $(BENCH_ARGS)
-
-# ~25 min on 2 cores: the measured effect of each training-recipe change.
-bench-recipe: install
-	$(BIN)/python benchmarks/bench_recipe.py $(BENCH_ARGS)
-
-# ~5 min: train-step speed (GDN forms, jit, crop size, threads) and a per-layer profile.
-bench-train-speed: install
-	$(BIN)/python benchmarks/bench_train_speed.py $(BENCH_ARGS)
+bench-race: $(PEER_STAMP)
 
 # Regenerate the lock file from the current environment (after a deliberate upgrade).
 lock: install

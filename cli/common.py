@@ -10,8 +10,26 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
+def read_npy_images(path: Path) -> np.ndarray:
+    """A `.npy` array of uint8 images (`[H, W]`, `[N, H, W]`, `[N, H, W, C]`) → `[N, H, W, C]`."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise CliError(f"{path}: not a readable .npy array ({error})") from None
+    if array.dtype != np.uint8:
+        raise CliError(f"{path}: digits must be uint8 in [0, 255], got {array.dtype}")
+    if array.ndim == 2:                                # one digit
+        array = array[None]
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4:
+        raise CliError(f"{path}: expected [N, H, W] uint8 images, got {array.shape}")
+    return array
+
+
 def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 image) pairs from PNG/JPEG files and `.npy` arrays of uint8 digits."""
+    """(name, uint8 `[H, W]` greyscale image) pairs from image files and `.npy` arrays
+    (`rdpipe client svd`)."""
     from PIL import Image, UnidentifiedImageError
 
     items = []
@@ -19,19 +37,8 @@ def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
         if not path.is_file():
             raise CliError(f"{path}: no such file")
         if path.suffix.lower() == ".npy":
-            try:
-                array = np.load(path, allow_pickle=False)
-            except ValueError as error:
-                raise CliError(f"{path}: not a readable .npy array ({error})") from None
-            if array.dtype != np.uint8:
-                raise CliError(f"{path}: digits must be uint8 in [0, 255], got {array.dtype}")
-            if array.ndim == 2:                                # one digit
-                array = array[None]
-            if array.ndim == 4 and array.shape[-1] == 1:
-                array = array[..., 0]
-            if array.ndim != 3:
-                raise CliError(f"{path}: expected [N, 28, 28] uint8 digits, got {array.shape}")
-            items += [(f"{path.stem}_{i:05d}", a) for i, a in enumerate(array)]
+            items += [(f"{path.stem}_{i:05d}", a[..., 0])
+                      for i, a in enumerate(read_npy_images(path))]
         else:
             try:
                 with Image.open(path) as image:

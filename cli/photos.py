@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from cli.common import CliError
+from cli.common import CliError, read_npy_images
 
 MS_SSIM_MIN_SIDE = 176   # tf.image.ssim_multiscale's five scales of an 11-pixel window
 MS_SSIM_MAX_PIXELS = 4096 * 4096   # --metrics on bigger photos: PSNR only (memory)
@@ -84,22 +84,6 @@ def _warn(path: Path, message: str, bar) -> None:
 
 
 # ---------------------------------------------------------------------------- compress
-def _npy_digits(path: Path) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        raise CliError(f"{path}: not a readable .npy array ({error})") from None
-    if array.dtype != np.uint8:
-        raise CliError(f"{path}: digits must be uint8 in [0, 255], got {array.dtype}")
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4:
-        raise CliError(f"{path}: expected [N, H, W] uint8 images, got {array.shape}")
-    return array
-
-
 def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metrics: bool,
                    quiet: bool = False) -> list[Row]:
     """Compresses every input with `backend` (codec.photo_codec.CodecBackend) into
@@ -115,7 +99,7 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
     for path, name in bar:
         try:
             if path.suffix.lower() == ".npy":
-                digits = _npy_digits(path)
+                digits = read_npy_images(path)
                 coded = photo_codec.encode_fixed_size(backend, digits) if \
                     backend.fixed_size else [photo_codec.encode_image(backend, d, tile)
                                              for d in digits]

@@ -32,3 +32,13 @@ def fit_resumable(trainer: keras.Model, train: tf.data.Dataset, output_dir: Path
                           callbacks=[keras.callbacks.TensorBoard(str(output_dir / "logs")),
                                      _Checkpointer(), *extra_callbacks], **fit_kwargs)
     return history, time.perf_counter() - start, initial_epoch
+
+
+def export_codec_module(module_class: type, trainer, path, config):
+    """Builds a codec's export module from its trainer (`module_class(trainer, tail_mass,
+    precision, coder)`: the coding tables come from the trained prior) and writes the
+    SavedModel with the module's signatures. Returns the in-process module."""
+    codec = module_class(trainer, tail_mass=config.tail_mass, precision=config.precision,
+                         coder=config.coder)
+    tf.saved_model.save(codec, str(path), signatures=codec.signatures())
+    return codec

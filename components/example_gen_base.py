@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
+import apache_beam as beam
+import tensorflow as tf
 from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component
 from tfx.proto import example_gen_pb2
@@ -39,3 +44,26 @@ class FileBasedExampleGenWithParams(FileBasedExampleGen):
             examples=types.Channel(type=standard_artifacts.Examples), **params)
         # Skip FileBasedExampleGen.__init__ (it would build the stock spec); keep its driver.
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+
+
+def executor_for(ptransform: beam.PTransform, module: str, name: str) -> type:
+    """The Beam ExampleGen executor class that reads with `ptransform`, defined as `name` in
+    `module` (TFX finds an executor by its import path, so assign it to that name there)."""
+    return type(name, (base_example_gen_executor.BaseExampleGenExecutor,), {
+        "__module__": module,
+        "GetInputSourceToExamplePTransform": lambda self: ptransform})
+
+
+def example_source(function):
+    """`function(pipeline, exec_properties, split_pattern) → PCollection of tf.Example` as the
+    Beam PTransform TFX's ExampleGen executors expect (`executor_for`)."""
+    typed = beam.typehints.with_output_types(tf.train.Example)(
+        beam.typehints.with_input_types(beam.Pipeline)(function))
+    return beam.ptransform_fn(typed)
+
+
+def split_files(exec_properties: dict[str, Any], split_pattern: str) -> list[str]:
+    """The files (not directories) `split_pattern` matches under the component's input_base."""
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    return sorted(p for p in tf.io.gfile.glob(os.path.join(input_base, split_pattern))
+                  if not tf.io.gfile.isdir(p))

@@ -24,12 +24,12 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.example_gen_base import FileBasedExampleGenWithParams, spec_with_params
+from components.example_gen_base import (FileBasedExampleGenWithParams, example_source,
+                                         executor_for, spec_with_params, split_files)
 
 MAX_BAD_FRACTION_KEY = "max_bad_fraction"
 _FORMATS = {"PNG": b"png", "JPEG": b"jpeg"}
@@ -104,15 +104,12 @@ def _check_bad_fraction(total: int, rejected: list, max_fraction: float, split: 
             f"readable PNG/JPEG images (allowed: {max_fraction:.1%}): {listing}")
 
 
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@example_source
 def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                      split_pattern: str) -> beam.pvalue.PCollection:
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     max_fraction = float(exec_properties.get(MAX_BAD_FRACTION_KEY) or 0.0)
-    paths = sorted(p for p in tf.io.gfile.glob(os.path.join(input_base, split_pattern))
-                   if not tf.io.gfile.isdir(p))
+    paths = split_files(exec_properties, split_pattern)
     results = (pipeline
                | "Paths" >> beam.Create(paths)
                | "Read" >> beam.ParDo(_ReadImage(input_base)).with_outputs("rejected",
@@ -126,9 +123,8 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                 bad=beam.pvalue.AsSingleton(rejected)))
 
 
-class ImageFolderExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return _ImagesToExample
+ImageFolderExampleGenExecutor = executor_for(_ImagesToExample, __name__,
+                                             "ImageFolderExampleGenExecutor")
 
 
 class ImageFolderExampleGen(FileBasedExampleGenWithParams):

@@ -15,19 +15,17 @@ The matched file's directory is the TFDS manual dir; `train-*` files give TFDS s
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
 
 from codec.data import datasets
-from components.example_gen_base import FileBasedExampleGenWithParams, spec_with_params
+from components.example_gen_base import (FileBasedExampleGenWithParams, example_source,
+                                         executor_for, spec_with_params, split_files)
 
 MAX_EXAMPLES_KEY = "max_examples_per_split"
 _TFDS_SPLITS = {"train": "train", "t10k": "test"}
@@ -66,18 +64,15 @@ def _examples_from_idx(source: tuple[str, str, int]):
         }))
 
 
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@example_source
 def _MnistToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                     split_pattern: str) -> beam.pvalue.PCollection:
     """Reads the IDX images file matched by `split_pattern` (and its labels) as tf.Examples."""
-    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    matches = sorted(tf.io.gfile.glob(os.path.join(input_base, split_pattern)))
+    matches = split_files(exec_properties, split_pattern)
     images = [Path(m) for m in matches if "images" in Path(m).name]
     if len(images) != 1:
-        raise ValueError(f"pattern {split_pattern!r} under {input_base} must match exactly one "
-                         f"IDX images file, matched {matches}")
+        raise ValueError(f"pattern {split_pattern!r} under the input base must match exactly "
+                         f"one IDX images file, matched {matches}")
     limit = int(exec_properties.get(MAX_EXAMPLES_KEY) or 0)
     source = (str(images[0].parent), _tfds_split_for(images[0]), limit)
     return (pipeline
@@ -86,9 +81,7 @@ def _MnistToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
             | "Reshuffle" >> beam.Reshuffle())
 
 
-class MnistExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return _MnistToExample
+MnistExampleGenExecutor = executor_for(_MnistToExample, __name__, "MnistExampleGenExecutor")
 
 
 class MnistExampleGen(FileBasedExampleGenWithParams):

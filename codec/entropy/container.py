@@ -14,6 +14,8 @@ import math
 import struct
 from dataclasses import dataclass, field
 
+from codec.entropy.byte_reader import ByteReader, varint
+
 __all__ = ["MAGIC", "VERSION", "MAX_PIXELS", "ContainerError", "Header", "pack", "unpack",
            "is_container", "tile_boxes", "describe_model", "UNKNOWN_FINGERPRINT"]
 
@@ -77,39 +79,6 @@ def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, 
             for top in range(0, height, tile) for left in range(0, width, tile)]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.at = data, 0
-
-    def take(self, count: int, what: str) -> bytes:
-        if self.at + count > len(self.data):
-            raise ContainerError(f"truncated rdpipe file: ends inside the {what} "
-                                 f"(byte {len(self.data)} of at least {self.at + count})")
-        chunk = self.data[self.at:self.at + count]
-        self.at += count
-        return chunk
-
-    def varint(self, what: str, limit: int) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                if value > limit:
-                    raise ContainerError(f"corrupt rdpipe file: {what} {value} exceeds {limit}")
-                return value
-        raise ContainerError(f"corrupt rdpipe file: over-long varint in the {what}")
-
-
 def pack(header: Header, segments: list[bytes]) -> bytes:
     """Header + one raw signature string per tile (row-major) → file bytes."""
     name = header.model.encode("utf-8")[:MAX_NAME_BYTES]
@@ -121,9 +90,9 @@ def pack(header: Header, segments: list[bytes]) -> bytes:
     out += bytes([VERSION, 0, len(name)]) + name
     out += struct.pack(">f", header.lmbda) + header.fingerprint
     for value in (header.height, header.width, header.channels, header.tile, len(segments)):
-        out += _varint(value)
+        out += varint(value)
     for segment in segments:
-        out += _varint(len(segment)) + segment
+        out += varint(len(segment)) + segment
     return bytes(out)
 
 
@@ -140,7 +109,7 @@ def unpack(data: bytes) -> Header:
         start = data[:4]
         raise ContainerError(f"not an rdpipe file: starts with {start!r}, not {MAGIC!r} "
                              "(a raw signature string from the serving API decodes with --raw)")
-    reader = _Reader(data)
+    reader = ByteReader(data, ContainerError, "rdpipe file")
     reader.take(len(MAGIC), "magic")
     version, flags, name_length = reader.take(3, "header")
     if version > VERSION:
@@ -168,7 +137,7 @@ def unpack(data: bytes) -> Header:
     if count != expected:
         raise ContainerError(f"corrupt rdpipe file: {count} tiles where a {height}×{width} "
                              f"image in {tile or 'one'}-pixel tiles has {expected}")
-    segments = tuple(reader.take(reader.varint("tile length", len(data)), f"tile {i}")
+    segments = tuple(reader.take(reader.varint(f"tile {i} length", len(data)), f"tile {i}")
                      for i in range(count))
     if reader.at != len(data):
         raise ContainerError(f"corrupt rdpipe file: {len(data) - reader.at} bytes after the "

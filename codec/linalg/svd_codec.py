@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from codec.entropy.byte_reader import ByteReader, varint
 from codec.entropy.coders import DEFAULT_CODER, get_coder
 from codec.entropy.entropy_models import DecodeError
 from codec.linalg.randomized_svd import truncated_svd
@@ -82,45 +83,6 @@ def _scale_index(column: np.ndarray) -> int:
     return int(np.clip(np.round(8 * (math.log2(scale) + 6)), 0, 255))
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 127, value >> 7
-        out.append(byte | (128 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-class _Reader:
-    """Bounds-checked reader over a string; every failure is a DecodeError."""
-
-    def __init__(self, data: bytes):
-        self.data, self.at = data, 0
-
-    def byte(self) -> int:
-        if self.at >= len(self.data):
-            raise DecodeError("SVD string truncated")
-        self.at += 1
-        return self.data[self.at - 1]
-
-    def varint(self, limit: int) -> int:
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self.byte()
-            value |= (byte & 127) << shift
-            if not byte & 128:
-                if value > limit:
-                    raise DecodeError(f"SVD string field {value} exceeds {limit}")
-                return value
-        raise DecodeError("SVD string has an over-long varint")
-
-    def take(self, count: int) -> bytes:
-        if self.at + count > len(self.data):
-            raise DecodeError("SVD string truncated")
-        self.at += count
-        return self.data[self.at - count:self.at]
-
-
 class SvdEncoded(NamedTuple):
     string: bytes
     reconstruction: np.ndarray     # uint8 [H, W, C], what the decoder will produce
@@ -162,20 +124,20 @@ def encode(image: np.ndarray, rank: int, step: float, coder: str = DEFAULT_CODER
         symbols = (columns + halves[None, :]).astype(np.int32)[None]
         strings.append(get_coder(coder).encode(symbols, tf.constant(cdf)).numpy()[0])
         scales.append(indices)
-    header = (bytes([MAGIC, VERSION]) + _varint(height) + _varint(width) + bytes([channels])
-              + _varint(rank) + bytes([step_index]) + bytes(np.concatenate(scales).astype(np.uint8)))
-    string = header + _varint(len(strings[0])) + strings[0] + strings[1]
+    header = (bytes([MAGIC, VERSION]) + varint(height) + varint(width) + bytes([channels])
+              + varint(rank) + bytes([step_index]) + bytes(np.concatenate(scales).astype(np.uint8)))
+    string = header + varint(len(strings[0])) + strings[0] + strings[1]
     return SvdEncoded(string, _reconstruct(q_left, q_right, step))
 
 
 def decode(string: bytes) -> np.ndarray:
     """SVD-codec string → uint8 `[H, W, C]`; `DecodeError` on any malformed input."""
-    reader = _Reader(bytes(string))
-    if reader.byte() != MAGIC or reader.byte() != VERSION:
+    reader = ByteReader(bytes(string), DecodeError, "SVD string")
+    if reader.byte("magic") != MAGIC or reader.byte("version") != VERSION:
         raise DecodeError("not an rdpipe SVD-codec string (bad magic or version)")
-    height, width = reader.varint(65535), reader.varint(65535)
-    channels = reader.byte()
-    rank = reader.varint(65535)
+    height, width = reader.varint("height", 65535), reader.varint("width", 65535)
+    channels = reader.byte("channels")
+    rank = reader.varint("rank", 65535)
     if min(height, width, channels, rank) < 1 or rank > min(height, width):
         raise DecodeError(f"SVD string header is inconsistent: {height}×{width}×{channels}, "
                           f"rank {rank}")
@@ -183,10 +145,10 @@ def decode(string: bytes) -> np.ndarray:
             or (height + width) * channels * rank > MAX_FACTOR_ENTRIES):
         raise DecodeError(f"SVD string declares a {height}×{width}×{channels} image at rank "
                           f"{rank}: beyond the decoder's limits")
-    step = step_from_index(reader.byte())
-    scales = np.frombuffer(reader.take(2 * channels * rank), np.uint8)
-    left_length = reader.varint(len(reader.data))
-    strings = [reader.take(left_length), reader.data[reader.at:]]
+    step = step_from_index(reader.byte("step"))
+    scales = np.frombuffer(reader.take(2 * channels * rank, "scales"), np.uint8)
+    left_length = reader.varint("factor length", len(reader.data))
+    strings = [reader.take(left_length, "left factors"), reader.rest]
     factors = []
     for rows, indices, coded in zip((height, width), np.split(scales, 2), strings):
         cdf, halves = _tables(indices)

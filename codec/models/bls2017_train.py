@@ -20,7 +20,7 @@ import tf_keras as keras
 from codec.eval import image_eval
 from codec.models.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
 from codec.data.crops import CROP_SAMPLINGS, crop_stream, load_image_folders
-from codec.training import fit_resumable
+from codec.training import export_codec_module, fit_resumable
 
 @dataclasses.dataclass
 class ImageTrainConfig:
@@ -111,10 +111,7 @@ def crop_seed(config: ImageTrainConfig, resume_epoch: int) -> int | None:
 
 def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
                        config: ImageTrainConfig) -> ImageCodec:
-    codec = ImageCodec(trainer, tail_mass=config.tail_mass, precision=config.precision,
-                       coder=config.coder)
-    tf.saved_model.save(codec, str(path), signatures=codec.signatures())
-    return codec
+    return export_codec_module(ImageCodec, trainer, path, config)
 
 
 def distribution_strategy() -> tf.distribute.Strategy:

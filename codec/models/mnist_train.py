@@ -17,7 +17,7 @@ import tf_keras as keras
 
 from codec.data.datasets import load_mnist
 from codec.models.mnist import MNISTCodec, MNISTCompressionTrainer
-from codec.training import fit_resumable
+from codec.training import export_codec_module, fit_resumable
 
 
 @dataclasses.dataclass
@@ -81,10 +81,7 @@ def build_trainer(config: MnistTrainConfig) -> MNISTCompressionTrainer:
 def export_codec(trainer: MNISTCompressionTrainer, path: str | Path,
                  config: MnistTrainConfig) -> MNISTCodec:
     """Builds the coding tables from the trained prior and writes the SavedModel."""
-    codec = MNISTCodec(trainer, tail_mass=config.tail_mass, precision=config.precision,
-                       coder=config.coder)
-    tf.saved_model.save(codec, str(path), signatures=codec.signatures())
-    return codec
+    return export_codec_module(MNISTCodec, trainer, path, config)
 
 
 def train_mnist(config: MnistTrainConfig, output_dir: str | Path,
