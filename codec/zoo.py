@@ -91,7 +91,7 @@ def _card(name: str, point: dict, training: dict, report: dict, saved_model: Pat
         "loss": "bpp + λ·MSE (pixels in [0, 255])",
         "training": {key: training.get(key) for key in (
             "steps", "patch_size", "batch_size", "filters", "learning_rate",
-            "warm_start_from", "data")},
+            "warm_start_from", "anchor_steps", "data")},
         "kodak": {"images": report.get("images"), "bpp": point["bpp"], "psnr_db": point["psnr"],
                   "ms_ssim": point["ms_ssim"], "encode_seconds": point["encode_seconds"],
                   "decode_seconds": point["decode_seconds"]},
@@ -119,11 +119,12 @@ def card_markdown(card: dict) -> str:
         f"| MS-SSIM | {kodak['ms_ssim']:.4f} |",
         f"| encode / decode per image | {kodak['encode_seconds']:.2f} s / "
         f"{kodak['decode_seconds']:.2f} s |", "",
-        f"Training: {training['steps']} steps of {training['batch_size']} × "
+        f"Training: {training['steps']:,} steps of {training['batch_size']} × "
         f"{training['patch_size']}² crops, {training['filters']} filters, learning rate "
         f"{training['learning_rate']}"
-        + (f", warm-started from {training['warm_start_from']}"
-           if training.get("warm_start_from") else "")
+        + (f", warm-started from {training['warm_start_from']} (trained for "
+           f"{training.get('anchor_steps') or '?':,} steps)" if training.get("warm_start_from")
+           else "")
         + f"; data: {training.get('data')}.", "",
         "BD-rate of the zoo's curve (all λ) in PSNR, percent (negative: fewer bits): "
         + ", ".join(f"{k} {v:+.1f}" for k, v in bd.items() if v is not None) + ".", "",
@@ -156,6 +157,9 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
         info = {**training.get(model.name, {}), "data": report.get("arguments", {}).get(
             "train_dirs", "photos-train + photos-train-extra")}
         info.setdefault("lmbda", float(model.name.split("_", 1)[1]))
+        arguments = report.get("arguments") or {}
+        if info.get("warm_start_from") and "epochs" in arguments:
+            info["anchor_steps"] = arguments["epochs"] * arguments["steps_per_epoch"]
         card = _card(name, points[model.name], info, report, saved_model,
                      codec.entropy_model.fingerprint, command)
         (staging / name / "card.json").write_text(json.dumps(card, indent=2) + "\n")
