@@ -55,11 +55,6 @@ def seam_mask(height: int, width: int, tile: int) -> np.ndarray:
     return mask
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 10 * np.log10(255 ** 2 / mse) if mse else float("inf")
-
-
 def child(model: str, height: int, width: int, tile: int) -> dict:
     """One measurement (run in a fresh process: ru_maxrss is that process's peak)."""
     from codec import photo_codec  # pylint: disable=import-outside-toplevel
@@ -85,14 +80,14 @@ def child(model: str, height: int, width: int, tile: int) -> dict:
         errors["elsewhere"].append(float(block[~band].sum()))
     samples = {"seam": 3 * mask.sum(), "elsewhere": 3 * (~mask).sum()}
 
-    def psnr(part):
-        mse = sum(errors[part]) / max(samples[part], 1)
+    def psnr(*parts):
+        mse = sum(sum(errors[p]) for p in parts) / max(sum(samples[p] for p in parts), 1)
         return 10 * np.log10(255 ** 2 / mse) if mse else None
     return {"model": model, "height": height, "width": width,
             "megapixels": height * width / 1e6, "tile": header.tile,
             "tiles": len(header.segments), "bytes": len(data),
             "bpp": 8 * len(data) / (height * width),
-            "psnr_db": _psnr(photo, decoded), "seam_psnr_db": psnr("seam"),
+            "psnr_db": psnr("seam", "elsewhere"), "seam_psnr_db": psnr("seam"),
             "elsewhere_psnr_db": psnr("elsewhere"),
             "seam_pixels_fraction": float(mask.mean()),
             "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,

@@ -160,11 +160,14 @@ def _print_summary(rows: list[Row], out_dir: Path) -> None:
         return
     total = sum(r.file_bytes for r in rows)
     pixels = sum(r.height * r.width for r in rows)
-    line = f"{len(rows)} images: {total:,} bytes, {8 * total / pixels:.3f} bpp"
+    count = f"{len(rows)} image" + ("s" if len(rows) > 1 else "")
+    line = f"{count}: {total:,} bytes, {8 * total / pixels:.3f} bpp"
     info = [r.information_bits for r in rows if r.information_bits is not None]
-    if len(info) == len(rows):
+    if len(info) == len(rows) and pixels / len(rows) <= 4096:   # digits: bits per image
         line += (f" ({8 * total / len(rows):.1f} bits/image; information content "
-                 f"{sum(info) / pixels:.3f} bpp, {np.mean(info):.1f} bits/image)")
+                 f"{np.mean(info):.1f} bits/image)")
+    elif len(info) == len(rows):
+        line += f" (information content {sum(info) / pixels:.3f} bpp)"
     psnrs = [r.psnr for r in rows if r.psnr is not None]
     if psnrs:
         line += f", PSNR {np.mean(psnrs):.2f} dB"

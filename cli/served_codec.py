@@ -3,10 +3,15 @@
 It lives in the CLI layer, the one layer that may import both `serving` and `codec`."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from codec.saved_codec import lambda_of_serving_name
+from codec.zoo import cards
 from serving.client import CodecClient
+
+
 class ServedCodec:
     """A served codec model as a `codec.photo_codec.CodecBackend`: `rdpipe client compress`
     writes the same `.bin` files as `rdpipe compress`, tiles included, following the model's
@@ -25,7 +30,7 @@ class ServedCodec:
         self.channels = int(shape[-1])
         self.fixed_size = None if None in shape[1:3] else (int(shape[1]), int(shape[2]))
         self.name = client.model + (f"/{client.version}" if client.version is not None else "")
-        self.lmbda = lambda_of_serving_name(client.model)
+        self.lmbda = _served_lambda(client.model)
         self._fingerprint: bytes | None = None
 
     @property
@@ -45,3 +50,11 @@ class ServedCodec:
     def decompress(self, strings: list[bytes]) -> np.ndarray:
         return self.client.decompress(strings)
 
+
+def _served_lambda(name: str) -> float:
+    """λ from the Pusher's `<name>_l<λ>` serving names, or from the zoo card of a zoo model
+    served under its own name (`rdpipe serve --zoo`); NaN if neither."""
+    lmbda = lambda_of_serving_name(name)
+    if math.isnan(lmbda):
+        lmbda = next((card["lambda"] for card in cards() if card["name"] == name), lmbda)
+    return lmbda
