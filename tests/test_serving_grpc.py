@@ -38,7 +38,7 @@ def test_grpc_round_trip_equals_local_codec(served, tiny_model, test_digits):
     np.testing.assert_array_equal(tf.make_ndarray(decoded.outputs["images"]),
                                   local.decompress(strings))
     only_bits = _predict(predict, "compress", images=digits)
-    assert set(only_bits.outputs) == {"strings", "information_bits"}
+    assert set(only_bits.outputs) == {"strings", "information_bits", "model_fingerprint"}
 
 
 def test_metadata_and_status(served):
@@ -162,7 +162,7 @@ def test_client_cli_compress_decompress_status(served, test_digits, tmp_path, ca
                  target, "--model", "mnist_l500", "--output-dir", str(tmp_path / "png")]) == 0
     assert main(["client", "status", "--server", target, "--model", "mnist_l500"]) == 0
     out = capsys.readouterr().out
-    assert "digit.bin:" in out and "AVAILABLE" in out and "ms (last call)" in out
+    assert "digit.bin " in out and "AVAILABLE" in out and "ms (last call)" in out
     decoded = np.asarray(Image.open(tmp_path / "png" / "digit.png"))
     np.testing.assert_array_equal(decoded, client.decompress(client.compress(
         test_digits[0][:1])[0])[0, ..., 0])

@@ -267,7 +267,7 @@ def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digit
         out = subprocess.run(run + ["compress", str(tmp_path / "digit.png"), "--output-dir",
                                     str(tmp_path / "bin")] + common,
                              capture_output=True, text=True, check=True).stdout
-        assert "digit.bin:" in out
+        assert "digit.bin " in out and "28×28" in out
         subprocess.run(run + ["decompress", str(tmp_path / "bin" / "digit.bin"),
                               "--output-dir", str(tmp_path / "png")] + common, check=True,
                        capture_output=True)
