@@ -6,7 +6,8 @@ decompressed through `codec.photo_codec` — what `rdpipe compress` / `decompres
 fresh child process whose peak resident memory (`ru_maxrss`) is recorded: the bound holds if the
 peak grows with the image buffers only (3 bytes per pixel for the photo, 3 for the decoded copy),
 not with the transforms. Seams: PSNR over the pixels within 8 px of an interior tile boundary vs
-all other pixels.
+all other pixels, with rdpipe's tile overlap (cross-faded bands) and, for comparison, without
+(`--overlaps 32 0`).
 
 Writes benchmarks/results/big_photo.json and .md. Run: `make bench-big-photo` (a few minutes
 per size on 2 cores).
@@ -55,17 +56,17 @@ def seam_mask(height: int, width: int, tile: int) -> np.ndarray:
     return mask
 
 
-def child(model: str, height: int, width: int, tile: int) -> dict:
+def child(model: str, height: int, width: int, tile: int, overlap: int) -> dict:
     """One measurement (run in a fresh process: ru_maxrss is that process's peak)."""
     from codec import photo_codec  # pylint: disable=import-outside-toplevel
     from codec.saved_codec import SavedCodec  # pylint: disable=import-outside-toplevel
     from codec.zoo import resolve_model  # pylint: disable=import-outside-toplevel
     codec = SavedCodec(resolve_model(model))
     photo = synthetic_photo(height, width)
-    photo_codec.encode_image(codec, photo[:256, :256], tile)     # warm-up: trace once
+    photo_codec.encode_image(codec, photo[:256, :256], tile, overlap)   # warm-up: trace once
     rss_before = _peak_mb()
     start = time.perf_counter()
-    data, _ = photo_codec.encode_image(codec, photo, tile)
+    data, _ = photo_codec.encode_image(codec, photo, tile, overlap)
     encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     decoded, header = photo_codec.decode_file(codec, data)
@@ -84,7 +85,7 @@ def child(model: str, height: int, width: int, tile: int) -> dict:
         mse = sum(sum(errors[p]) for p in parts) / max(sum(samples[p] for p in parts), 1)
         return 10 * np.log10(255 ** 2 / mse) if mse else None
     return {"model": model, "height": height, "width": width,
-            "megapixels": height * width / 1e6, "tile": header.tile,
+            "megapixels": height * width / 1e6, "tile": header.tile, "overlap": header.overlap,
             "tiles": len(header.segments), "bytes": len(data),
             "bpp": 8 * len(data) / (height * width),
             "psnr_db": psnr("seam", "elsewhere"), "seam_psnr_db": psnr("seam"),
@@ -103,14 +104,14 @@ def markdown(results: list[dict], command: str) -> str:
     lines = ["# Big photos: tiled coding (benchmarks/bench_big_photo.py)", "",
              f"Command: `{command}`. Model {results[0]['model']}; peak = peak resident memory "
              "of the process (model, TensorFlow, photo, decoded copy, one tile's transforms).",
-             "", "| photo | tiles | bpp | PSNR dB | seam PSNR dB | elsewhere dB | encode s | "
-             "decode s | peak RSS MB | photo + decoded MB |", "|---|---|---|---|---|---|---|---|"
-             "---|---|"]
+             "", "| photo | tiles | overlap | bpp | PSNR dB | seam PSNR dB | elsewhere dB | "
+             "encode s | decode s | peak RSS MB | photo + decoded MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         seam = "–" if r["seam_psnr_db"] is None else f"{r['seam_psnr_db']:.2f}"
         lines.append(
             f"| {r['width']}×{r['height']} ({r['megapixels']:.0f} MP) | {r['tiles']} × "
-            f"{r['tile']}² | {r['bpp']:.3f} | {r['psnr_db']:.2f} | {seam} | "
+            f"{r['tile']}² | {r['overlap']} | {r['bpp']:.3f} | {r['psnr_db']:.2f} | {seam} | "
             f"{r['elsewhere_psnr_db']:.2f} | {r['encode_seconds']:.0f} | "
             f"{r['decode_seconds']:.0f} | {r['peak_rss_mb']:.0f} | "
             f"{r['image_buffers_mb']:.0f} |")
@@ -123,24 +124,27 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["3000x4000", "6000x8000"],
                         help="HEIGHTxWIDTH of each synthetic photo")
     parser.add_argument("--tile", type=int, default=None, help="default: rdpipe's default")
+    parser.add_argument("--overlaps", type=int, nargs="+", default=[32, 0],
+                        help="tile overlaps to measure (pixels; rdpipe writes 32)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" /
                                                 "big_photo.json"))
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        model, height, width, tile = args.child
-        print(json.dumps(child(model, int(height), int(width), int(tile))))
+        model, height, width, tile, overlap = args.child
+        print(json.dumps(child(model, int(height), int(width), int(tile), int(overlap))))
         return 0
     from codec.photo_codec import DEFAULT_TILE  # pylint: disable=import-outside-toplevel
     tile = args.tile or DEFAULT_TILE
     results = []
-    for size in args.sizes:
+    for size, overlap in [(size, overlap) for size in args.sizes for overlap in args.overlaps]:
         height, width = map(int, size.lower().split("x"))
-        print(f"{width}×{height} ({height * width / 1e6:.0f} MP), tiles of {tile}² …",
-              flush=True)
+        print(f"{width}×{height} ({height * width / 1e6:.0f} MP), tiles of {tile}², overlap "
+              f"{overlap} …", flush=True)
         out = subprocess.run([sys.executable, __file__, "--child", args.model, str(height),
-                              str(width), str(tile)], check=True, capture_output=True,
-                             text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                              str(width), str(tile), str(overlap)], check=True,
+                             capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         result = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(result), flush=True)
         results.append(result)

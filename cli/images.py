@@ -49,7 +49,8 @@ def cmd_eval(args) -> None:
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     results = {}
     if args.models:
-        points = [image_eval.evaluate_model(m, images, progress=log) for m in args.models]
+        models = _image_models(args.models)
+        points = [image_eval.evaluate_model(m, images, progress=log) for m in models]
         results["rdpipe"] = {"points": [p._asdict() for p in points],
                              "front": [p._asdict() for p in image_eval.pareto_front(points)]}
     for codec in args.codec:
@@ -85,6 +86,22 @@ def cmd_eval(args) -> None:
     written = [output, output.with_suffix(".png")] + ([output.with_suffix(".md")]
                                                       if test else [])
     print("wrote " + ", ".join(map(str, written)))
+
+
+def _image_models(models: list[str]) -> list[str]:
+    """`--models` (dirs, zoo names or λ) → model dirs. `eval` measures any-size image codecs on
+    a folder of photos; a fixed-size model (MNIST) is a clear error pointing at the command that
+    evaluates it."""
+    from codec.saved_codec import SavedCodec  # pylint: disable=import-outside-toplevel
+    from codec.zoo import resolve_model  # pylint: disable=import-outside-toplevel
+    paths = [str(resolve_model(model)) for model in models]
+    for model, path in zip(models, paths):
+        codec = SavedCodec(path)
+        if codec.fixed_size is not None:
+            raise CliError(f"{model} codes only {codec.fixed_size[0]}×{codec.fixed_size[1]} "
+                           "images (an MNIST model): `rdpipe figure rd --models …` evaluates "
+                           "it on the MNIST test split")
+    return paths
 
 
 def _reference_curves(args) -> dict:

@@ -56,6 +56,9 @@ def test_cli_errors_are_clear(tiny_model, tmp_path, capsys):
                  "--raw", "--no-check", "--output-dir", str(tmp_path / "o")]) == 0
     assert main(["compress", str(tmp_path / "big.png"), "--model", str(tmp_path)]) == 2
     assert "no SavedModel" in capsys.readouterr().err
+    assert main(["eval", "--models", str(tiny_model), "--codec", "jpeg", "--images",
+                 str(tmp_path), "--output", str(tmp_path / "rd.json")]) == 2
+    assert "an MNIST model" in capsys.readouterr().err
 
 
 def test_sample_and_figures(tiny_model, tmp_path, tfds_dir):

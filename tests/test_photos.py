@@ -201,15 +201,25 @@ def test_tiled_round_trip_above_the_tile_size(image_models, tmp_path):
     codec = SavedCodec(image_models[0])
     image = _kodak_crop(100, 150)
     whole, _ = photo_codec.encode_image(codec, image)
-    tiled, bits = photo_codec.encode_image(codec, image, tile=64)
+    tiled, bits = photo_codec.encode_image(codec, image, tile=64, overlap=32)
     header = container.unpack(tiled)
-    assert header.tile == 64 and len(header.segments) == 6 and bits > 0
+    assert (header.tile, header.overlap, len(header.segments)) == (64, 32, 6) and bits > 0
+    assert header.coded_boxes[0] == (0, 0, 80, 80)
+    assert header.coded_boxes[4] == (48, 48, 100, 144)
     assert container.unpack(whole).tile == 0
     decoded, _ = photo_codec.decode_file(codec, tiled)
     assert decoded.shape == image.shape
-    # Each tile decodes exactly as that crop coded alone.
-    top_left = codec.decompress(codec.compress(image[None, :64, :64])[0])[0]
-    np.testing.assert_array_equal(decoded[:64, :64], top_left)
+    # Outside the shared bands a tile decodes exactly as its coded box alone; inside them the
+    # decoder cross-fades two tiles, so every blended pixel lies between their two values.
+    first = codec.decompress(codec.compress(image[None, :80, :80])[0])[0]
+    np.testing.assert_array_equal(decoded[:48, :48], first[:48, :48])
+    second = codec.decompress(codec.compress(image[None, :80, 48:144])[0])[0]
+    band_first, band_second = first[:48, 48:80].astype(int), second[:48, :32].astype(int)
+    blended = decoded[:48, 48:80].astype(int)
+    assert (blended >= np.minimum(band_first, band_second) - 1).all()
+    assert (blended <= np.maximum(band_first, band_second) + 1).all()
+    no_overlap, _ = photo_codec.encode_image(codec, image, tile=64, overlap=0)
+    assert len(no_overlap) < len(tiled)       # the shared bands cost bits
 
 
 def test_cli_round_trip_of_photos_with_metrics(image_models, tmp_path, capsys):

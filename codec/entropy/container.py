@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from codec.entropy.byte_reader import ByteReader, varint
 
 __all__ = ["MAGIC", "VERSION", "MAX_PIXELS", "ContainerError", "Header", "pack", "unpack",
-           "is_container", "tile_boxes", "describe_model", "UNKNOWN_FINGERPRINT"]
+           "is_container", "tile_boxes", "expand_box", "describe_model", "UNKNOWN_FINGERPRINT"]
 
 MAGIC = b"RDPC"
 VERSION = 1
@@ -26,6 +26,7 @@ MAX_PIXELS = 1 << 26
 MAX_DIMENSION = 65535
 MAX_NAME_BYTES = 64
 MIN_TILE, MAX_TILE = 16, 4096    # a tile is one signature call (the signatures' own limit: 4096²)
+MAX_OVERLAP = 256
 FINGERPRINT_BYTES = 8
 UNKNOWN_FINGERPRINT = bytes(FINGERPRINT_BYTES)   # written when the model's tables are unknown
 
@@ -42,7 +43,9 @@ class Header:
     model: the writing model's name (e.g. `bls2017-q3`, `lmbda_0.01`, `images_l0.01/3`);
     lmbda: its λ (NaN if unknown); fingerprint: 8 bytes of SHA-256 over its entropy tables
     (`UNKNOWN_FINGERPRINT` if unknown); height, width, channels: the image in pixels;
-    tile: tile edge in pixels (0: the image is one tile).
+    tile: tile edge in pixels (0: the image is one tile); overlap: pixels two neighbouring
+    tiles share (each tile is coded `overlap / 2` pixels beyond its core on every interior
+    side; the decoder cross-fades the shared band, so no seam shows).
     """
     model: str
     lmbda: float
@@ -51,11 +54,19 @@ class Header:
     width: int
     channels: int
     tile: int = 0
+    overlap: int = 0
     segments: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def boxes(self) -> list[tuple[int, int, int, int]]:
+        """Core boxes of the tiles, row-major."""
         return tile_boxes(self.height, self.width, self.tile)
+
+    @property
+    def coded_boxes(self) -> list[tuple[int, int, int, int]]:
+        """What each tile's string codes: its core grown by `overlap / 2` on interior sides."""
+        return [expand_box(box, self.overlap // 2, self.height, self.width)
+                for box in self.boxes]
 
     @property
     def model_label(self) -> str:
@@ -68,6 +79,13 @@ def describe_model(name: str, lmbda: float, fingerprint: bytes) -> str:
     if fingerprint != UNKNOWN_FINGERPRINT:
         parts.append(f"tables {fingerprint.hex()}")
     return name + (f" ({', '.join(parts)})" if parts else "")
+
+
+def expand_box(box: tuple[int, int, int, int], margin: int, height: int,
+               width: int) -> tuple[int, int, int, int]:
+    top, left, bottom, right = box
+    return (max(top - margin, 0), max(left - margin, 0), min(bottom + margin, height),
+            min(right + margin, width))
 
 
 def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -89,7 +107,8 @@ def pack(header: Header, segments: list[bytes]) -> bytes:
     out = bytearray(MAGIC)
     out += bytes([VERSION, 0, len(name)]) + name
     out += struct.pack(">f", header.lmbda) + header.fingerprint
-    for value in (header.height, header.width, header.channels, header.tile, len(segments)):
+    for value in (header.height, header.width, header.channels, header.tile, header.overlap,
+                  len(segments)):
         out += varint(value)
     for segment in segments:
         out += varint(len(segment)) + segment
@@ -127,12 +146,15 @@ def unpack(data: bytes) -> Header:
     width = reader.varint("width", MAX_DIMENSION)
     channels = reader.varint("channels", 4)
     tile = reader.varint("tile size", MAX_TILE)
+    overlap = reader.varint("tile overlap", MAX_OVERLAP)
     count = reader.varint("tile count", MAX_PIXELS)
     if min(height, width, channels) < 1 or height * width > MAX_PIXELS:
         raise ContainerError(f"corrupt rdpipe file: image {height}×{width}×{channels} "
                              f"(1 ≤ height·width ≤ {MAX_PIXELS})")
     if tile and tile < MIN_TILE:
         raise ContainerError(f"corrupt rdpipe file: tile size {tile} < {MIN_TILE}")
+    if overlap % 2 or (overlap and 2 * overlap > tile):
+        raise ContainerError(f"corrupt rdpipe file: tile overlap {overlap} (even, ≤ tile/2)")
     expected = len(tile_boxes(height, width, tile))
     if count != expected:
         raise ContainerError(f"corrupt rdpipe file: {count} tiles where a {height}×{width} "
@@ -143,4 +165,5 @@ def unpack(data: bytes) -> Header:
         raise ContainerError(f"corrupt rdpipe file: {len(data) - reader.at} bytes after the "
                              "last tile")
     # λ travels as float32; 7 significant digits give back the decimal it was written from
-    return Header(model, float(f"{lmbda:.7g}"), fingerprint, height, width, channels, tile, segments)
+    return Header(model, float(f"{lmbda:.7g}"), fingerprint, height, width, channels, tile,
+                  overlap, segments)
