@@ -127,6 +127,9 @@ class BLS2017Trainer(keras.Model):
             tracker.update_state(out[name])
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
+    # Plain Python control flow only: no autograph conversion of the call tree (seconds of
+    # tracing before the first step; see MNISTCompressionTrainer.train_step).
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, images):
         return self._update(self.optimize(images))
 
@@ -149,6 +152,7 @@ class BLS2017Trainer(keras.Model):
             self.prior_optimizer.apply_gradients([p for p in pairs if id(p[1]) in prior])
         return out
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, images):
         return self._update(self(images, training=False))
 

@@ -144,6 +144,10 @@ class MNISTCompressionTrainer(keras.Model):
     def _images(data):
         return data[0] if isinstance(data, (tuple, list)) else data
 
+    # Plain Python control flow only: autograph would convert the whole call tree (Keras
+    # layers, optimizer, prior — ~1,300 functions) and took ~11 s before the first step: the
+    # ~170 ms/step of 1-epoch Trainers (benchmarks/results/mnist_trainer_speed.json).
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         with tf.GradientTape() as tape:
             out = self(self._images(data), training=True)
@@ -152,6 +156,7 @@ class MNISTCompressionTrainer(keras.Model):
         self._update(out)
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         self._update(self(self._images(data), training=False))
         return {name: tracker.result() for name, tracker in self._trackers.items()}

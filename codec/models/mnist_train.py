@@ -40,9 +40,8 @@ class MnistTrainConfig:
     verbose: int = 1                    # Keras progress output: 0 silent, 1 bar, 2 line/epoch
     data_dir: str | None = None         # TFDS data dir
     mnist_dir: str | None = None        # directory with the four IDX files
-    # tf_keras 2.16 XLA-compiles train steps by default ("auto"): 14.5 s to compile this model's
-    # step, for the same 24 ms/step afterwards (2 cores) — the 170 ms/step of 1-epoch Trainer
-    # runs in the pipeline. Off unless asked for (benchmarks/results/mnist_trainer_speed.json).
+    # XLA-compile the train step (tf_keras's "auto" makes no difference on CPU: same first step
+    # and ms/step, benchmarks/results/mnist_trainer_speed.json); off unless asked for.
     jit_compile: bool = False
 
     def __post_init__(self):
