@@ -82,3 +82,14 @@ def test_train_command_takes_the_family_options():
                                                "--patch-size=64"], [])
     assert options == {"train_dir": "a,b", "jit_compile": True, "channels": 1,
                        "patch_size": 64}
+
+
+def test_rdpipe_train_mnist_with_the_old_spelling(tmp_path, tfds_dir, capsys):
+    from cli.main import main
+    assert main(["train", "mnist", "--lambda", "500", "--epochs", "1", "--latent-dims", "20",
+                 "--train-split", "train[:512]", "--validation-split", "test[:128]",
+                 "--data-dir", tfds_dir, "--output", str(tmp_path / "m"), "--quiet"]) == 0
+    assert "training mnist λ=500" in capsys.readouterr().out
+    assert (tmp_path / "m" / "saved_model" / "saved_model.pb").is_file()
+    assert main(["train", "mnist", "--filters", "8"]) == 2
+    assert "unknown option --filters" in capsys.readouterr().err
