@@ -68,8 +68,12 @@ def test_new_version_is_served_without_restart_and_broken_ones_are_refused(serve
     assert states[2] == get_model_status_pb2.ModelVersionStatus.AVAILABLE
     assert states[1] == get_model_status_pb2.ModelVersionStatus.END
     # A version whose graph is garbage (corrupt copy) is refused, version 2 keeps serving.
-    shutil.copytree(base / "mnist_l500" / "2", base / "mnist_l500" / "7")
-    (base / "mnist_l500" / "7" / "saved_model.pb").write_bytes(b"\x00garbage" * 100)
+    # Built outside the base path and moved in at once: the poller must never see the good
+    # copy before the corruption (it would load it; a race under a loaded CPU).
+    staging = base.parent / "staging_7"
+    shutil.copytree(base / "mnist_l500" / "2", staging)
+    (staging / "saved_model.pb").write_bytes(b"\x00garbage" * 100)
+    staging.rename(base / "mnist_l500" / "7")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and 7 not in {v.version for v in registry.status(
             "mnist_l500") if v.error}:
