@@ -87,8 +87,10 @@ def test_new_version_is_served_without_restart_and_broken_ones_are_refused(serve
     shutil.rmtree(base / "mnist_l500" / "7")
     registry.refresh()
     # A broken version 3 (no variables) is reported with its error and never served.
-    shutil.copytree(base / "mnist_l500" / "2", base / "mnist_l500" / "3")
-    shutil.rmtree(base / "mnist_l500" / "3" / "variables")
+    staging = base.parent / "staging_3"
+    shutil.copytree(base / "mnist_l500" / "2", staging)
+    shutil.rmtree(staging / "variables")
+    staging.rename(base / "mnist_l500" / "3")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
