@@ -89,8 +89,8 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
     """Compresses every input with `backend` (codec.photo_codec.CodecBackend) into
     `out_dir/<name>.bin`; prints one row per file. Returns the rows; raises CliError after
     the others are done if some inputs could not be coded."""
+    from codec import photo_codec  # pylint: disable=import-outside-toplevel
     from codec.data import image_io  # pylint: disable=import-outside-toplevel
-    from codec import photo_codec
     items = expand_inputs(specs, image_io.IMAGE_SUFFIXES + (".npy",))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
@@ -111,9 +111,9 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
                     _warn(path, warning, bar)
                 data, bits = photo_codec.encode_image(backend, image, tile)
                 pairs = [(name, image, data, bits)]
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, CliError) as error:   # this input only; go on
             failures.append(str(error) if str(path) in str(error) else f"{path}: {error}")
-            _warn(path, failures[-1], bar)
+            bar.write(f"error: {failures[-1]}", file=sys.stderr)
             continue
         for item_name, image, data, bits in pairs:
             target = out_dir / f"{item_name}.bin"
@@ -181,9 +181,9 @@ def decompress_files(backend_for: Callable, specs: list[str], out_dir: Path, *,
     """Decodes `.bin` files to images in `out_dir`. `backend_for(header or None)` gives the
     model (None: a raw signature string, `raw=True`). Files that fail are reported and skipped;
     a CliError at the end names them."""
+    from codec import photo_codec  # pylint: disable=import-outside-toplevel
+    from codec.data import image_io  # pylint: disable=import-outside-toplevel
     from codec.entropy import container  # pylint: disable=import-outside-toplevel
-    from codec.data import image_io
-    from codec import photo_codec
     items = expand_inputs(specs, (".bin",))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
@@ -199,9 +199,9 @@ def decompress_files(backend_for: Callable, specs: list[str], out_dir: Path, *,
                 backend = backend_for(header)
                 image, _ = photo_codec.decode_file(_unchecked(backend) if not check else
                                                    backend, data)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, CliError) as error:   # this file only; go on
             failures.append(f"{path}: {error}")
-            _warn(path, str(error), bar)
+            bar.write(f"error: {failures[-1]}", file=sys.stderr)
             continue
         target = out_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -51,8 +51,8 @@ def encode_image(backend: CodecBackend, image: np.ndarray, tile: int = DEFAULT_T
                  overlap: int = DEFAULT_OVERLAP) -> tuple[bytes, float]:
     """uint8 `[H, W, C]` → (file bytes, information content in bits). Images with a side
     above `tile` pixels are split into `tile`² tiles, each coded independently with `overlap / 2`
-    pixels of its neighbours, which the decoder cross-fades (no visible seams; ≈ 2·overlap/tile
-    more bits, 3 % at the defaults)."""
+    pixels of its neighbours, which the decoder cross-fades (no visible seams; 2–2.5 % more bits
+    at the defaults, benchmarks/results/big_photo.md)."""
     height, width, channels = image.shape
     if channels != backend.channels:
         raise ValueError(f"image has {channels} channels, the model codes {backend.channels}")
