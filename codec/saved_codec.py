@@ -7,6 +7,7 @@ raises `DecodeError` with the failing indices instead of an opaque op error.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -102,7 +103,7 @@ class SavedCodec:
         self.lmbda = model_lambda(given if given != path else path.parent)
         self._coder: str | None = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> bytes:
         """8 bytes of SHA-256 over the model's entropy tables (`table_fingerprint`)."""
         tables = self._module.entropy_model
