@@ -1,8 +1,8 @@
 """`rdpipe train FAMILY`: train one codec of any registered family for one λ.
 
-Every field of the family's training config is an option: `--latent-dims 50` (MNIST),
-`--patch-size 256 --train-dir A B` (bls2017), or `--set key=value`; an unknown one is an error
-naming the valid ones. `rdpipe train-images` (older spelling) is `rdpipe train bls2017`.
+Every field of the family's training config is an option: `--lambda 0.01`, `--epochs 20`,
+`--latent-dims 50` (MNIST), `--patch-size 256 --train-dir A B` (bls2017), or `--set key=value`;
+an unknown one is an error naming the valid ones. `rdpipe train-images` (older spelling) is `rdpipe train bls2017`.
 """
 from __future__ import annotations
 
