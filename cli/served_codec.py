@@ -32,19 +32,19 @@ class ServedCodec:
         self.name = client.model + (f"/{client.version}" if client.version is not None else "")
         self.lmbda = _served_lambda(client.model)
         self._fingerprint: bytes | None = None
+        self._asked = False                # whether a compress call has reported it
 
     @property
     def fingerprint(self) -> bytes | None:
         """Read once from a compress call on a small probe image (cached)."""
-        if self._fingerprint is None:
+        if not self._asked:   # None after asking: an export without model_fingerprint
             probe = np.zeros((1,) + (self.fixed_size or (16, 16)) + (self.channels,), np.uint8)
-            self.client.compress(probe)
-            self._fingerprint = self.client.last_fingerprint
+            self.compress(probe)
         return self._fingerprint
 
     def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
         strings, bits = self.client.compress(images)
-        self._fingerprint = self.client.last_fingerprint or self._fingerprint
+        self._fingerprint, self._asked = self.client.last_fingerprint, True
         return strings, bits
 
     def decompress(self, strings: list[bytes]) -> np.ndarray:

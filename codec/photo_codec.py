@@ -67,13 +67,14 @@ def encode_image(backend: CodecBackend, image: np.ndarray, tile: int = DEFAULT_T
         raise ValueError(f"tile overlap must be even and in [0, tile/2], got {overlap}")
     if max(height, width) <= tile:
         tile = overlap = 0
-    header = _header(backend, height, width, tile, overlap)
+    grid = Header("", float("nan"), UNKNOWN_FINGERPRINT, height, width, channels, tile, overlap)
     segments, bits = [], 0.
-    for top, left, bottom, right in header.coded_boxes:
+    for top, left, bottom, right in grid.coded_boxes:
         strings, information = backend.compress(image[None, top:bottom, left:right])
         segments.append(strings[0])
         bits += float(information[0])
-    return pack(header, segments), bits
+    # The model's identity last: a served model reports its fingerprint with its first call.
+    return pack(_header(backend, height, width, tile, overlap), segments), bits
 
 
 def encode_fixed_size(backend: CodecBackend,

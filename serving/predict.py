@@ -134,4 +134,3 @@ def _dtype_of(value: np.ndarray) -> tf.dtypes.DType:
     if value.dtype == object or value.dtype.kind in "SU":
         return tf.string
     return tf.dtypes.as_dtype(value.dtype)
-

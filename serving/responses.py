@@ -2,6 +2,7 @@
 `rest.py`): model version status as TF Serving reports it."""
 from __future__ import annotations
 
+import grpc
 from tensorflow_serving.apis import get_model_status_pb2, status_pb2
 
 from serving.models import ModelRegistry
@@ -9,7 +10,7 @@ from serving.predict import RequestError
 
 
 _STATE_CODES = get_model_status_pb2.ModelVersionStatus.State
-_UNKNOWN = 2   # grpc.StatusCode.UNKNOWN's code
+_UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
 
 
 def status_response(registry: ModelRegistry, name: str, version: int | None
