@@ -21,7 +21,7 @@ from cli.common import CliError  # noqa: E402
 from cli.images import add_image_parsers  # noqa: E402
 from cli.photos import add_photo_parsers  # noqa: E402
 from cli.serving import add_serving_parsers  # noqa: E402
-from cli.train import add_train_parser  # noqa: E402
+from cli.train import add_train_parser, add_train_zoo_parser  # noqa: E402
 
 
 # ------------------------------------------------------------------------ sample / figure
@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default $RDPIPE_MNIST_DIR, ../shared/data/mnist)")
 
     add_train_parser(sub)
+    add_train_zoo_parser(sub)
 
     p = sub.add_parser("sample", help="decode random bytes: the decoder as a generative model")
     p.add_argument("--model", required=True)

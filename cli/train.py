@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cli.common import CliError
 
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
 # Older flag spellings → (config field, value for flags without one).
 ALIASES = {"lambda": ("lmbda", None), "jit": ("jit_compile", True),
            "grey": ("channels", 1), "mixed_precision": ("precision_policy", "mixed_bfloat16")}
@@ -107,3 +109,59 @@ def add_train_parser(sub) -> None:
                    help="any training option, e.g. --set epochs=3")
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.set_defaults(func=cmd_train, takes_extra=True)
+
+
+# --------------------------------------------------------------------------- train-zoo
+def cmd_train_zoo(args) -> None:
+    """`rdpipe train-zoo`: the Ballé 2017 ladder as one resumable job (codec/ladder.py)."""
+    import dataclasses as dc  # pylint: disable=import-outside-toplevel
+    from codec.eval import image_eval  # pylint: disable=import-outside-toplevel
+    from codec.ladder import LadderConfig, cache_root, run_ladder  # pylint: disable=import-outside-toplevel
+    from codec.models.bls2017_train import ImageTrainConfig  # pylint: disable=import-outside-toplevel
+    if args.threads:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    defaults = LadderConfig()
+    base = dc.replace(defaults.base, **parse_options(ImageTrainConfig, args.extra, args.set or []))
+    ladder = dc.replace(defaults, base=base, **{k: v for k, v in {
+        "name": args.name, "anchor_steps": args.anchor_steps,
+        "finetune_steps": args.finetune_steps, "anchor_lmbda": args.anchor_lambda,
+        "lambdas": tuple(args.lambdas) if args.lambdas else None,
+        "probe_every": args.probe_every, "probe_images": args.probe_images}.items()
+        if v is not None})
+    root = Path(args.root) if args.root else cache_root() / "ladders" / ladder.name
+    probe = image_eval.load_images(Path(args.kodak), ladder.probe_images) \
+        if ladder.probe_images else None
+    print(f"ladder {ladder.name} → {root}", flush=True)
+    run_ladder(ladder, root, hours=args.hours, probe_images=probe)
+
+
+def add_train_zoo_parser(sub) -> None:
+    p = sub.add_parser(
+        "train-zoo", help="train the Ballé 2017 quality ladder (anchor, then every λ) as one "
+                          "resumable job",
+        description="Trains the anchor model, then fine-tunes every λ of the ladder from it, "
+                    "checkpointing every --checkpoint-minutes (10) into $RDPIPE_CACHE "
+                    "(~/.cache/rdpipe) and resuming exactly where a previous run stopped. "
+                    "Any option of `rdpipe train bls2017` (e.g. --precision-policy '' "
+                    "--learning-rate 2e-4 --schedule constant --train-dir A B) sets the "
+                    "training recipe of every model.")
+    p.add_argument("--hours", type=float, help="stop (checkpointed) after this many hours")
+    p.add_argument("--threads", type=int, default=0,
+                   help="TF intra-op threads (default: TF's choice, all cores)")
+    p.add_argument("--root", help="ladder directory (default $RDPIPE_CACHE/ladders/NAME)")
+    p.add_argument("--name", help="ladder name (default bls2017)")
+    p.add_argument("--lambdas", type=float, nargs="+", help="λ of the rungs (default: "
+                   "CompressAI's 8 MSE λ, 0.0018 … 0.18)")
+    p.add_argument("--anchor-lambda", type=float, help="λ of the anchor (default 0.013)")
+    p.add_argument("--anchor-steps", type=int, help="anchor steps (default 150,000)")
+    p.add_argument("--finetune-steps", type=int, help="steps per λ (default 30,000)")
+    p.add_argument("--probe-every", type=int, help="steps between learning-curve probes "
+                                                   "(default 5,000)")
+    p.add_argument("--probe-images", type=int, help="Kodak images per probe (default 4; 0: "
+                                                    "no learning curve)")
+    p.add_argument("--kodak", default=str(KODAK), help="Kodak folder (probes only)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any training option, e.g. --set precision_policy=")
+    p.set_defaults(func=cmd_train_zoo, takes_extra=True)

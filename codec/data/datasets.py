@@ -23,9 +23,11 @@ import tensorflow_datasets as tfds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MNIST_DIR = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
-# Training photos of the image codecs (never evaluated on): both folders by default.
+# Training photos of the image codecs (never evaluated on): all four folders by default
+# (51 PNG photos, 122 licensed high-resolution JPEGs, 450 ImageNet JPEGs; READMEs there).
 DEFAULT_PHOTO_DIRS = tuple(PROJECT_ROOT.parent / "shared" / "data" / name
-                           for name in ("photos-train", "photos-train-extra"))
+                           for name in ("photos-train", "photos-train-extra",
+                                        "photos-train-large", "photos-train-imagenet"))
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

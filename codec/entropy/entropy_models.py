@@ -90,16 +90,21 @@ class EntropyModel(tf.Module):
         return self._coder
 
     # ----------------------------------------------------------------------- training / rate
-    def __call__(self, y: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, y: tf.Tensor, training: bool,
+                 noise: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns `(y_perturbed, bits)`; `bits` has the shape of `y` minus the coding axes.
 
-        training=True: `ỹ = y + U(-.5,.5)`, differentiable upper bound on the coded rate.
+        training=True: `ỹ = y + U(-.5,.5)`, differentiable upper bound on the coded rate;
+        `noise` (shape of `y`, values in [-.5, .5)) replaces the draw from TF's global RNG,
+        e.g. for training that resumes exactly.
         training=False: `ŷ = quantize(y)`, information content of the quantized latents under
         the continuous prior (the tutorial's validation "rate").
         """
         prior = self.prior
         if training:
-            y_perturbed = y + tf.random.uniform(tf.shape(y), -.5, .5, dtype=y.dtype)
+            if noise is None:
+                noise = tf.random.uniform(tf.shape(y), -.5, .5, dtype=y.dtype)
+            y_perturbed = y + tf.cast(noise, y.dtype)
         else:
             y_perturbed = self.quantize(y)
         log_probs = prior.log_prob(y_perturbed)

@@ -105,12 +105,19 @@ class BLS2017Trainer(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
         self.prior_optimizer = prior_optimizer
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, noise_seed=None):
+        """noise_seed: int32 `[2]` (training only): the uniform noise of this batch is drawn
+        statelessly from it — for the *global* batch, of which this replica takes its rows —
+        so a resumed or a multi-worker run perturbs each crop exactly as a single uninterrupted
+        run does. None: TF's global RNG."""
         x = tf.cast(images, tf.float32)
         # Under a mixed-precision policy the transforms compute in bfloat16; the rate and the
         # distortion are always float32.
         y = tf.cast(self.analysis_transform(x / 255.), tf.float32)
-        y_tilde, bits = self.entropy_model(y, training=training)
+        noise = None
+        if training and noise_seed is not None:
+            noise = _replica_rows(_global_noise(y, noise_seed))
+        y_tilde, bits = self.entropy_model(y, training=training, noise=noise)
         x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
         pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
         bpp = tf.reduce_mean(bits) / pixels
@@ -133,13 +140,14 @@ class BLS2017Trainer(keras.Model):
     def train_step(self, images):
         return self._update(self.optimize(images))
 
-    def optimize(self, images) -> dict:
-        """One optimizer step on a batch; returns this batch's loss, bpp, mse and psnr."""
+    def optimize(self, images, noise_seed=None) -> dict:
+        """One optimizer step on a batch; returns this batch's loss, bpp, mse and psnr
+        (`noise_seed`: see `call`)."""
         # Under a tf.distribute strategy the replicas' gradients are summed: each replica
         # contributes its share of the global mean.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            out = self(images, training=True)
+            out = self(images, training=True, noise_seed=noise_seed)
             scaled_loss = out["loss"] / replicas
         variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
@@ -155,6 +163,24 @@ class BLS2017Trainer(keras.Model):
     @tf.autograph.experimental.do_not_convert
     def test_step(self, images):
         return self._update(self(images, training=False))
+
+
+def _global_noise(y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """U(-.5, .5) noise for the global batch that `y` (this replica's rows) is part of."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    shape = tf.concat([[tf.shape(y)[0] * replicas], tf.shape(y)[1:]], 0)
+    return tf.random.stateless_uniform(shape, seed, -.5, .5, dtype=y.dtype)
+
+
+def _replica_rows(global_batch: tf.Tensor) -> tf.Tensor:
+    """This replica's rows of a global-batch tensor (replica r holds rows r·b … (r+1)·b − 1)."""
+    context = tf.distribute.get_replica_context()
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if context is None or replicas == 1:
+        return global_batch
+    rows = tf.shape(global_batch)[0] // replicas
+    start = tf.cast(context.replica_id_in_sync_group, tf.int32) * rows
+    return global_batch[start:start + rows]
 
 
 def _replicate_pad(x: tf.Tensor, multiple: int) -> tf.Tensor:

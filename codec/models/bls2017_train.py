@@ -19,8 +19,10 @@ import tf_keras as keras
 
 from codec.eval import image_eval
 from codec.models.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
-from codec.data.crops import CROP_SAMPLINGS, crop_stream, load_image_folders
-from codec.training import export_codec_module, fit_resumable
+from codec.data.crops import CROP_SAMPLINGS, CropSampler, load_image_folders
+from codec.schedule import SCHEDULES, learning_rate
+from codec.train_loop import METRICS, atomic_write_text, read_log, train_steps
+from codec.training import export_codec_module
 
 @dataclasses.dataclass
 class ImageTrainConfig:
@@ -36,7 +38,22 @@ class ImageTrainConfig:
     batch_size: int = 8
     steps_per_epoch: int = 200
     epochs: int = 20
+    # Total steps of the run; 0 = epochs × steps_per_epoch (an "epoch" is only a reporting
+    # unit: the crops are drawn at random, step by step).
+    steps: int = 0
     learning_rate: float = 2e-4
+    # Learning-rate schedule of the transforms (codec/schedule.py): "constant", or "cosine"
+    # (linear warm-up over `warmup_steps`, then a half cosine to `final_lr_fraction` × the peak
+    # `learning_rate` at the last step). The prior's optimizer follows the same decay at its
+    # own rate (× prior_lr_multiplier) without the warm-up: it must track the latents from
+    # the first step.
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = .01
+    # Checkpoint period of a run (minutes of wall time; also at the end, on a deadline and on
+    # SIGTERM/SIGINT) and of the progress line (seconds).
+    checkpoint_minutes: float = 10.
+    log_seconds: float = 30.
     # Global gradient-norm clip of the transforms' update (0 = off). A run at lr 5e-4 without
     # it diverged after ~1,700 steps (IGDN amplifies large activations).
     clipnorm: float = 1.0
@@ -80,6 +97,14 @@ class ImageTrainConfig:
             raise ValueError("prior_lr_multiplier must be > 0")
         if self.precision_policy not in ("", "float32", "mixed_bfloat16"):
             raise ValueError("precision_policy must be '', 'float32' or 'mixed_bfloat16'")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}")
+        if self.steps < 0 or self.warmup_steps < 0:
+            raise ValueError("steps and warmup_steps must be ≥ 0")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps or self.epochs * self.steps_per_epoch
 
     @property
     def transform_options(self) -> TransformOptions:
@@ -91,26 +116,34 @@ class ImageTrainConfig:
         return [d for d in self.train_dir.split(",") if d]
 
 
-def random_crops(images: list[np.ndarray], patch_size: int, seed: int | None, *,
-                 sampling: str = "area", flips: bool = True) -> tf.data.Dataset:
-    """`crop_stream` as an endless `tf.data.Dataset` of uint8 `[patch, patch, C]`."""
-    channels = images[0].shape[-1]
-    return tf.data.Dataset.from_generator(
-        lambda: crop_stream(images, patch_size, seed, sampling=sampling, flips=flips),
-        output_signature=tf.TensorSpec((patch_size, patch_size, channels), tf.uint8))
-
-
-def crop_seed(config: ImageTrainConfig, resume_epoch: int) -> int | None:
-    """Seed of this run's crop stream: a resumed run and a fine-tune from another model's
-    weights each draw fresh crops instead of replaying the stream the model has seen."""
-    if config.seed is None:
-        return None
+def crop_seed(config: ImageTrainConfig) -> int:
+    """Seed of this run's crop and noise streams: a fine-tune from another model's weights
+    draws fresh crops instead of replaying the stream the model has seen. (A resumed run
+    continues its own stream exactly: batches are a function of (seed, step).)"""
     fine_tune = int(round(config.lmbda * 1e6)) if config.init_from else 0
-    return int(np.random.SeedSequence([config.seed, resume_epoch, fine_tune]).generate_state(1)[0])
+    return int(np.random.SeedSequence([config.seed or 0, fine_tune]).generate_state(1)[0] >> 1)
+
+
+def float32_twin(trainer: BLS2017Trainer, config: ImageTrainConfig) -> BLS2017Trainer:
+    """`trainer` itself when it computes in float32, else a float32 copy with its weights.
+    Variables are float32 under every policy, so the copy has identical weights; only the
+    transforms' arithmetic changes (bfloat16 training, float32 inference)."""
+    if (config.precision_policy or "float32") == "float32":
+        return trainer
+    twin = build_image_trainer(dataclasses.replace(config, precision_policy=""))
+    for target, source in zip(twin.variables, trainer.variables):
+        target.assign(source)
+    return twin
 
 
 def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
-                       config: ImageTrainConfig) -> ImageCodec:
+                       config: ImageTrainConfig, *, inference_policy: str = "") -> ImageCodec:
+    """Writes the SavedModel. Inference is float32 (`inference_policy=""`) whatever the
+    training precision: a bfloat16 synthesis would change decoded pixels between machines and
+    costs PSNR (benchmarks/results/precision.json); "mixed_bfloat16" keeps the trained
+    policy, for measuring that cost. The latents are always float32 before coding."""
+    if not inference_policy:
+        trainer = float32_twin(trainer, config)
     return export_codec_module(ImageCodec, trainer, path, config)
 
 
@@ -143,10 +176,15 @@ def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
         keras.mixed_precision.set_global_policy(previous)
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
     prior_optimizer = None
+    total = config.total_steps
     if config.prior_lr_multiplier != 1:
-        prior_optimizer = keras.optimizers.Adam(
-            learning_rate=config.learning_rate * config.prior_lr_multiplier)
-    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, **clip),
+        prior_optimizer = keras.optimizers.Adam(learning_rate=learning_rate(
+            config.schedule, config.learning_rate * config.prior_lr_multiplier, total,
+            final_fraction=config.final_lr_fraction))
+    transforms_rate = learning_rate(config.schedule, config.learning_rate, total,
+                                    warmup_steps=config.warmup_steps,
+                                    final_fraction=config.final_lr_fraction)
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate=transforms_rate, **clip),
                     prior_optimizer=prior_optimizer, jit_compile=config.jit_compile)
     return trainer
 
@@ -167,8 +205,13 @@ def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path)
 
 
 def _restore_weights(trainer: BLS2017Trainer, checkpoint: str, what: str) -> None:
+    # Only the model's weights: the checkpoint also holds the optimizers (tracked by the
+    # trainer), whose step counters would carry the source's learning-rate schedule over.
+    weights = tf.train.Checkpoint(analysis_transform=trainer.analysis_transform,
+                                  synthesis_transform=trainer.synthesis_transform,
+                                  prior_parameters=trainer.prior_parameters)
     try:   # the optimizer state is deliberately not restored: expect_partial
-        status = tf.train.Checkpoint(trainer=trainer).restore(checkpoint).expect_partial()
+        status = tf.train.Checkpoint(trainer=weights).restore(checkpoint).expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as error:   # ValueError: a variable's shape differs
         raise ValueError(f"{what}: checkpoint does not match this model "
@@ -212,43 +255,33 @@ def probe_rate_distortion(codec: ImageCodec, images: list[np.ndarray]) -> dict:
             "psnr": float(np.mean([image_eval.psnr(i, d) for i, d in zip(images, decoded)]))}
 
 
-class LearningCurveProbe(keras.callbacks.Callback):
-    """Every `every_epochs` epochs, codes `images` with the current weights (actual strings)
-    and appends `{step, bpp, psnr}` to `output_dir/learning_curve.json` (kept across resumes)."""
-
-    def __init__(self, images: list[np.ndarray], every_epochs: int, steps_per_epoch: int,
-                 output_dir: Path, config: ImageTrainConfig):
-        super().__init__()
-        self.images, self.every, self.steps_per_epoch = images, every_epochs, steps_per_epoch
-        self.file, self.config = output_dir / "learning_curve.json", config
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        codec = ImageCodec(self.model, tail_mass=self.config.tail_mass,
-                           precision=self.config.precision, coder=self.config.coder)
-        point = {"step": (epoch + 1) * self.steps_per_epoch,
-                 **probe_rate_distortion(codec, self.images),
-                 "train_loss": float((logs or {}).get("loss", float("nan")))}
-        curve = json.loads(self.file.read_text()) if self.file.exists() else []
-        curve = [p for p in curve if p["step"] < point["step"]] + [point]
-        self.file.write_text(json.dumps(curve, indent=1) + "\n")
-        print(f"probe at step {point['step']}: {point['bpp']:.3f} bpp, {point['psnr']:.2f} dB "
-              f"on {len(self.images)} images", flush=True)
+def kodak_probe(images: list[np.ndarray], config: ImageTrainConfig):
+    """A `train_steps` probe: codes `images` with the current weights (float32 inference,
+    actual strings) → {bpp, psnr}."""
+    def probe(trainer: BLS2017Trainer) -> dict:
+        codec = ImageCodec(float32_twin(trainer, config), tail_mass=config.tail_mass,
+                           precision=config.precision, coder=config.coder)
+        return probe_rate_distortion(codec, images)
+    return probe
 
 
 def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
                       images: list[np.ndarray] | None = None,
                       saved_model_dir: str | Path | None = None,
                       probe_images: list[np.ndarray] | None = None,
-                      probe_every_epochs: int = 5) -> dict:
-    """Trains (resuming from `output_dir/checkpoints`), exports, writes summary.json.
+                      probe_every_epochs: int = 5, *, probe_every_steps: int = 0,
+                      deadline: float | None = None) -> dict:
+    """Trains (resuming exactly from `output_dir/checkpoints`: codec/train_loop.py), exports,
+    writes summary.json.
 
     images: uint8 `[H, W, C]` training images (default: read `config.train_dir`);
     saved_model_dir: where to export (default `output_dir/saved_model`);
-    probe_images: held-out images coded every `probe_every_epochs` epochs for a learning
-    curve (`output_dir/learning_curve.json`, also in the summary). The returned summary also
-    holds the in-process `codec` (not written to JSON).
+    probe_images: held-out images coded every `probe_every_steps` steps (default
+    `probe_every_epochs` × steps_per_epoch) for a learning curve
+    (`output_dir/learning_curve.json`, also in the summary);
+    deadline: `time.time()` at which to checkpoint and stop early (then nothing is exported
+    and the summary says `finished: False`; run again to resume).
+    The returned summary also holds the in-process `codec` (not written to JSON).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -256,28 +289,33 @@ def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
         keras.utils.set_random_seed(config.seed)
     if images is None:
         images = load_image_folders(config.train_dirs, config.channels)
-    latest = tf.train.latest_checkpoint(str(output_dir / "checkpoints"))
-    seed = crop_seed(config, int(latest.rsplit("-", 1)[-1]) if latest else 0)
-    train = random_crops(images, config.patch_size, seed, sampling=config.crop_sampling,
-                         flips=config.flips).batch(config.batch_size)
-    train = train.prefetch(2)
+    sampler = CropSampler(images, config.patch_size, sampling=config.crop_sampling,
+                          flips=config.flips)
+    seed = crop_seed(config)
     strategy = distribution_strategy()
     with strategy.scope():
         trainer = build_image_trainer(config)
     if config.init_from:
         warm_start(trainer, config.init_from, output_dir)
-    callbacks = [LearningCurveProbe(probe_images, probe_every_epochs, config.steps_per_epoch,
-                                    output_dir, config)] if probe_images else []
-    history, seconds, initial_epoch = fit_resumable(
-        trainer, train, output_dir, epochs=config.epochs, verbose=config.verbose,
-        steps_per_epoch=config.steps_per_epoch, extra_callbacks=callbacks)
-    steps = (config.epochs - initial_epoch) * config.steps_per_epoch
-    codec = export_image_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
+    probe_every = probe_every_steps or probe_every_epochs * config.steps_per_epoch
+    result = train_steps(
+        trainer, lambda step, size: sampler.batch(seed, step, size), output_dir,
+        total_steps=config.total_steps, global_batch=config.batch_size, seed=seed,
+        checkpoint_seconds=60 * config.checkpoint_minutes, log_seconds=config.log_seconds,
+        deadline=deadline, probe=kodak_probe(probe_images, config) if probe_images else None,
+        probe_every=probe_every if probe_images else 0, label=f"λ={config.lmbda:g} ",
+        verbose=config.verbose > 0)
+    log = read_log(output_dir)
     curve_file = output_dir / "learning_curve.json"
-    summary = {"config": dataclasses.asdict(config), "train_seconds": seconds,
-               "steps_per_second": steps / seconds if steps else None,
-               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+    summary = {"config": dataclasses.asdict(config), "finished": result.finished,
+               "steps": result.step, "stop_reason": result.stop_reason,
+               "train_seconds": result.seconds, "steps_per_second": result.steps_per_second,
+               "history": {k: [entry[k] for entry in log] for k in METRICS},
+               "history_steps": [entry["step"] for entry in log],
                "learning_curve": json.loads(curve_file.read_text())
                if curve_file.exists() else None}
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not result.finished:
+        return {**summary, "codec": None}
+    codec = export_image_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
+    atomic_write_text(output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "codec": codec}
