@@ -9,7 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench zoo lock clean
+.PHONY: install run test bench zoo train-zoo lock clean
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ bench: bench-mnist bench-serving bench-coder bench-svd
 # mnist-overhead ~1 min (after bench-mnist: where MNIST strings' bits go).
 bench-%: install
 	$(BIN)/python benchmarks/bench_$(subst -,_,$*).py $(BENCH_ARGS)
+
+# The Ballé 2017 quality ladder (anchor + every λ) as one resumable job: checkpoints in
+# $$RDPIPE_CACHE (default ~/.cache/rdpipe), outside the work tree; run it again to continue.
+# Hours on 2 cores (docs: README "Training the ladder"). E.g. make train-zoo TRAIN_ARGS="--hours 2.5"
+train-zoo: install
+	$(BIN)/rdpipe train-zoo $(TRAIN_ARGS)
 
 # Replaces the committed model zoo (zoo/) with the models of the last `make bench-kodak` and cards
 # from its kodak.json. Deliberate: commit a new zoo only when the models improve (git history).
