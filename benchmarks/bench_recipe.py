@@ -1,17 +1,17 @@
-"""The effect of each training-recipe change of the Ballé 2017 codec, measured at a fixed step
-count.
+"""The Ballé 2017 training recipe at fixed step counts: learning-rate schedule and data.
 
-Starting from rdpipe's old recipe (Keras convs with Glorot init and a bias on the last analysis
-layer, one Adam for everything, sign(0) likelihood, per-file crops without flips), the changes
-are added one at a time, in order; each variant trains λ = `--lmbda` for `--steps` steps of
-8 × 128² crops from photos-train + photos-train-extra and is evaluated with actual bytes on the
-first `--kodak` Kodak images. The figure of merit at a fixed λ is the rate–distortion loss
-`bpp + λ·MSE` (lower is better); bpp and PSNR are reported beside it. Two extra rows try the
-prior's alternatives (a smaller initial scale instead of its own learning rate) and the
-plain kernel parameterization on top of everything else.
+Default study (`make bench-recipe`; writes benchmarks/results/recipe.json + .md): λ = `--lmbda`,
+8 × 128² crops, the same seed (hence the same initial weights and crop stream) for every run,
+all 24 Kodak images with actual bytes. Each row changes one thing against its reference:
+- schedule: today's constant 2·10⁻⁴ vs warm-up + cosine decay at peaks 5·10⁻⁴ and 10⁻³ (the
+  highest that stays stable is kept), at two budgets (`--short`, `--long` steps);
+- data: the cosine recipe on the old 51 photos (photos-train + photos-train-extra) vs all four
+  folders (+ photos-train-large, photos-train-imagenet), at `--short` steps.
+The figure of merit at a fixed λ is the rate–distortion loss `bpp + λ·MSE` (lower is better).
+Runs resume from `--work-dir` (default $RDPIPE_CACHE/recipe): stop the bench at any time
+(`--hours`) and run it again to continue. ~6 h of CPU on 2 cores in all.
 
-Writes benchmarks/results/recipe.json and recipe.md. Run: `make bench-recipe` (~25 min on
-2 cores: two variants at a time, one thread each).
+`--ablation`: the older study of each recipe change at 2,000 steps (recipe_ablation.json).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ EXTRA = [
 ]
 
 
-def variants() -> list[tuple[str, dict]]:
+def ablation_variants() -> list[tuple[str, dict]]:
     out, current = [], dict(OLD)
     for name, change in STEPS:
         current = {**current, **change}
@@ -66,7 +66,7 @@ def run_variant(index: int, args) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from codec.eval import image_eval
     from codec.models.bls2017_train import ImageTrainConfig, train_image_codec
-    name, options = variants()[index]
+    name, options = ablation_variants()[index]
     out = Path(args.work_dir) / (f"variant_{index}" + ("" if args.seed == 0 else f"_seed{args.seed}"))
     config = ImageTrainConfig(lmbda=args.lmbda, steps_per_epoch=args.steps // 5, epochs=5,
                               train_dir=TRAIN_DIRS, verbose=0, seed=args.seed, **options)
@@ -81,27 +81,163 @@ def run_variant(index: int, args) -> dict:
             "steps_per_second": summary["steps_per_second"]}
 
 
+STUDY = {   # name: (training options, steps key)
+    "constant 2e-4": (dict(schedule="constant", learning_rate=2e-4), "short"),
+    "cosine 5e-4": (dict(schedule="cosine", learning_rate=5e-4, warmup_steps=2000), "short"),
+    "cosine 1e-3": (dict(schedule="cosine", learning_rate=1e-3, warmup_steps=2000), "short"),
+    "cosine 5e-4, 51 photos": (dict(schedule="cosine", learning_rate=5e-4, warmup_steps=2000,
+                                    train_dir=TRAIN_DIRS), "short"),
+    "constant 2e-4, long": (dict(schedule="constant", learning_rate=2e-4), "long"),
+    "cosine 5e-4, long": (dict(schedule="cosine", learning_rate=5e-4, warmup_steps=2000),
+                          "long"),
+}
+COMPARISONS = [   # (what, reference row, test row)
+    ("schedule, short budget", "constant 2e-4", "cosine 5e-4"),
+    ("peak 1e-3 vs 5e-4", "cosine 5e-4", "cosine 1e-3"),
+    ("schedule, long budget", "constant 2e-4, long", "cosine 5e-4, long"),
+    ("all four folders vs the 51 photos", "cosine 5e-4, 51 photos", "cosine 5e-4"),
+]
+
+
+def run_study_row(name: str, args) -> dict:
+    """Trains (resuming) and evaluates one row of the study in this process."""
+    import time
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from codec.data.datasets import DEFAULT_PHOTO_DIRS
+    from codec.eval import image_eval
+    from codec.models.bls2017_train import ImageTrainConfig, train_image_codec
+    options, budget = STUDY[name]
+    steps = args.short if budget == "short" else args.long
+    options = {"train_dir": ",".join(map(str, DEFAULT_PHOTO_DIRS)), **options}
+    config = ImageTrainConfig(lmbda=args.lmbda, steps=steps, steps_per_epoch=1000,
+                              precision_policy=args.precision, seed=args.seed, verbose=0,
+                              **options)
+    out = Path(args.work_dir) / f"{name.replace(' ', '_').replace(',', '')}_{steps}"
+    deadline = args.deadline or None
+    summary = train_image_codec(config, out, deadline=deadline)
+    row = {"variant": name, "options": {k: v for k, v in options.items() if k != "train_dir"},
+           "train_dirs": options["train_dir"].split(","), "steps": summary["steps"],
+           "total_steps": steps, "finished": summary["finished"]}
+    if not summary["finished"]:
+        return row
+    kodak = image_eval.load_images(DATA / "kodak")
+    point = image_eval.evaluate_model(str(out), kodak)
+    mse = 255. ** 2 / 10 ** (point.psnr / 10)
+    log = summary["history"]
+    return {**row, "kodak_bpp": point.bpp, "kodak_psnr": point.psnr,
+            "kodak_ms_ssim": point.ms_ssim, "kodak_rd_loss": point.bpp + args.lmbda * mse,
+            "final_train_loss": log["loss"][-1] if log["loss"] else None,
+            "steps_per_second": summary["steps_per_second"]}
+
+
+def study_main(args) -> int:
+    import time
+    deadline = time.time() + 3600 * args.hours if args.hours else 0
+    common = ["--short", str(args.short), "--long", str(args.long), "--lmbda", str(args.lmbda),
+              "--threads", str(args.threads), "--work-dir", args.work_dir, "--seed",
+              str(args.seed), "--precision", args.precision, "--deadline", str(deadline)]
+    # Longest first, so the two workers finish together.
+    pending = sorted(STUDY, key=lambda n: STUDY[n][1] != "long")
+    running, rows = [], {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            running.append((name, subprocess.Popen(
+                [sys.executable, __file__, "--row", name, *common], stdout=subprocess.PIPE,
+                text=True)))
+            print(f"started: {name}", flush=True)
+        name, process = running.pop(0)
+        stdout, _ = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"row {name} failed ({process.returncode})")
+        rows[name] = json.loads(stdout.strip().splitlines()[-1])
+        row = rows[name]
+        print(f"{name}: " + (f"Kodak {row['kodak_bpp']:.3f} bpp {row['kodak_psnr']:.2f} dB "
+                             f"loss {row['kodak_rd_loss']:.4f}" if row["finished"] else
+                             f"stopped at step {row['steps']:,} of {row['total_steps']:,}"),
+              flush=True)
+    unfinished = [n for n, r in rows.items() if not r["finished"]]
+    if unfinished:
+        print(f"unfinished (run again to continue): {', '.join(unfinished)}")
+        return 3
+    comparisons = [{"what": what, "reference": ref, "test": test,
+                    "rd_loss_change": rows[test]["kodak_rd_loss"] - rows[ref]["kodak_rd_loss"],
+                    "psnr_change_db": rows[test]["kodak_psnr"] - rows[ref]["kodak_psnr"],
+                    "bpp_change": rows[test]["kodak_bpp"] - rows[ref]["kodak_bpp"]}
+                   for what, ref, test in COMPARISONS]
+    result = {"lmbda": args.lmbda, "short_steps": args.short, "long_steps": args.long,
+              "precision": args.precision or "float32", "batch_size": 8, "patch_size": 128,
+              "seed": args.seed, "rows": [rows[n] for n in STUDY], "comparisons": comparisons,
+              "units": {"kodak_rd_loss": "bpp + λ·MSE (0–255 pixels), actual bytes, all 24 "
+                        "Kodak images; lower is better", "rd_loss_change": "test − reference; "
+                        "negative = the test row is better"},
+              "command": "make bench-recipe"}
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"λ = {args.lmbda}, 8 × 128² crops, {args.precision or 'float32'}, all 24 Kodak "
+             "images, actual bytes", "", "| run | steps | bpp | PSNR dB | bpp + λ·MSE |",
+             "|---|---|---|---|---|"]
+    for name in STUDY:
+        r = rows[name]
+        lines.append(f"| {name} | {r['steps']:,} | {r['kodak_bpp']:.4f} | {r['kodak_psnr']:.2f} | "
+                     f"{r['kodak_rd_loss']:.4f} |")
+    lines += ["", "| comparison | Δ loss | Δ PSNR dB | Δ bpp |", "|---|---|---|---|"]
+    lines += [f"| {c['what']} ({c['test']} vs {c['reference']}) | {c['rd_loss_change']:+.4f} | "
+              f"{c['psnr_change_db']:+.2f} | {c['bpp_change']:+.4f} |" for c in comparisons]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--ablation", action="store_true",
+                        help="the older change-by-change study at --steps steps")
+    parser.add_argument("--steps", type=int, default=2000, help="--ablation: steps per variant")
+    parser.add_argument("--kodak", type=int, default=8, help="--ablation: first N Kodak images")
+    parser.add_argument("--short", type=int, default=20000, help="short budget (steps)")
+    parser.add_argument("--long", type=int, default=80000, help="long budget (steps)")
+    parser.add_argument("--precision", default="mixed_bfloat16",
+                        help="precision policy of the study ('' = float32)")
+    parser.add_argument("--hours", type=float, help="stop (checkpointed) after this long")
     parser.add_argument("--lmbda", type=float, default=.01)
-    parser.add_argument("--kodak", type=int, default=8, help="first N Kodak images")
-    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once")
-    parser.add_argument("--threads", type=int, default=1, help="TF threads per variant")
-    parser.add_argument("--work-dir", default=str(ROOT / ".cache" / "recipe"))
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "recipe.json"))
-    parser.add_argument("--variant", type=int,
-                        help="train and evaluate only this variant (printed as JSON)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once")
+    parser.add_argument("--threads", type=int, default=1, help="TF threads per run")
+    parser.add_argument("--work-dir", default=None,
+                        help="default $RDPIPE_CACHE/recipe (study), .cache/recipe (ablation)")
+    parser.add_argument("--output", default=None, help="default benchmarks/results/recipe.json "
+                        "(study), recipe_ablation.json (ablation)")
+    parser.add_argument("--variant", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--row", choices=list(STUDY), help=argparse.SUPPRESS)
+    parser.add_argument("--deadline", type=float, default=0., help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of weights, noise and crops (run-to-run noise: rerun a "
                              "variant with another seed)")
     args = parser.parse_args(argv)
-    if args.variant is not None:
-        print(json.dumps(run_variant(args.variant, args)))
+    results = ROOT / "benchmarks" / "results"
+    if args.ablation or args.variant is not None:
+        args.work_dir = args.work_dir or str(ROOT / ".cache" / "recipe")
+        args.output = args.output or str(results / "recipe_ablation.json")
+        if args.variant is not None:
+            print(json.dumps(run_variant(args.variant, args)))
+            return 0
+        return ablation_main(args)
+    from codec.ladder import cache_root
+    args.work_dir = args.work_dir or str(cache_root() / "recipe")
+    args.output = args.output or str(results / "recipe.json")
+    if args.row:
+        print(json.dumps(run_study_row(args.row, args)))
         return 0
+    return study_main(args)
+
+
+def ablation_main(args) -> int:
     common = ["--steps", str(args.steps), "--lmbda", str(args.lmbda), "--kodak", str(args.kodak),
               "--threads", str(args.threads), "--work-dir", args.work_dir]
-    pending = list(range(len(variants())))
+    pending = list(range(len(ablation_variants())))
     running, rows = [], {}
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -109,7 +245,7 @@ def main(argv=None) -> int:
             running.append((index, subprocess.Popen(
                 [sys.executable, __file__, "--variant", str(index), *common],
                 stdout=subprocess.PIPE, text=True)))
-            print(f"started: {variants()[index][0]}", flush=True)
+            print(f"started: {ablation_variants()[index][0]}", flush=True)
         index, process = running.pop(0)
         stdout, _ = process.communicate()
         if process.returncode:
@@ -141,6 +277,8 @@ def main(argv=None) -> int:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
 
 
 if __name__ == "__main__":
