@@ -196,3 +196,76 @@ def test_multi_worker_training_equals_one_process_with_the_same_global_batch(tmp
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
     moved = int(single.stdout.split("variables moved by training:")[1].split()[0])
     assert moved >= len(one) - 2        # (a bias may stay put in 4 steps)
+
+
+def test_training_reads_several_folders_of_png_and_jpeg_of_any_size(tmp_path):
+    """JPEG and PNG, RGBA and grey, tiny and large images, non-images skipped; crops are drawn
+    in proportion to pixel counts (the small image is neither over- nor under-represented)."""
+    from PIL import Image
+    from codec.data.crops import CropSampler, load_image_folders
+    from codec.data.datasets import DEFAULT_PHOTO_DIRS
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), np.uint8)).save(a / "big.jpg",
+                                                                       quality=95)
+    Image.fromarray(np.full((20, 30, 4), 200, np.uint8)).save(a / "small.png")   # RGBA
+    Image.fromarray(np.full((64, 64), 10, np.uint8)).save(b / "grey.jpeg")
+    (b / "notes.txt").write_text("not an image")
+    (b / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    images = load_image_folders([a, b])
+    assert [i.shape for i in images] == [(300, 400, 3), (20, 30, 3), (64, 64, 3)]
+    sampler = CropSampler(images, 32)
+    batch = sampler.batch(seed=1, step=7, size=600)
+    assert batch.shape == (600, 32, 32, 3) and batch.dtype == np.uint8
+    np.testing.assert_array_equal(batch, sampler.batch(seed=1, step=7, size=600))
+    assert not np.array_equal(batch, sampler.batch(seed=1, step=8, size=600))
+    areas = np.array([300 * 400, 32 * 32, 64 * 64], float)   # the small image, padded to 32²
+    from_small = np.mean([c.min() == c.max() == 200 for c in batch])
+    assert from_small == pytest.approx(areas[1] / areas.sum(), abs=.02)
+    assert [d.name for d in DEFAULT_PHOTO_DIRS] == [
+        "photos-train", "photos-train-extra", "photos-train-large", "photos-train-imagenet"]
+
+
+def test_the_ladder_trains_anchor_then_every_lambda_and_continues_after_a_stop(tmp_path,
+                                                                               monkeypatch):
+    from codec.ladder import LadderConfig, cache_root, run_ladder
+    from codec.models.bls2017_train import ImageTrainConfig
+    monkeypatch.setenv("RDPIPE_CACHE", str(tmp_path / "cache"))
+    assert cache_root() == tmp_path / "cache"
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (48, 64, 3)).astype(np.uint8) for _ in range(2)]
+    config = LadderConfig(name="tiny", lambdas=(0.02, 0.005), anchor_lmbda=0.01, anchor_steps=4,
+                          finetune_steps=3, anchor_warmup_steps=1, finetune_warmup_steps=1,
+                          probe_every=2, base=ImageTrainConfig(
+                              filters=8, patch_size=32, batch_size=2, schedule="cosine",
+                              checkpoint_minutes=0, log_seconds=0, verbose=0))
+    stopped = run_ladder(config, hours=1e-9, images=images)      # the deadline has passed
+    assert stopped["steps_done"] == 0 and not stopped["models"]["anchor"]["finished"]
+    assert stopped["steps_total"] == 4 + 2 * 3
+    status = run_ladder(config, images=images, probe_images=images[:1])
+    root = tmp_path / "cache" / "ladders" / "tiny"
+    assert json.loads((root / "ladder.json").read_text()) == status
+    assert status["steps_done"] == status["steps_total"] == 4 + 2 * 3
+    assert list(status["models"]) == ["anchor", "q1", "q2"]
+    q1, q2 = (root / "q1_l0.005", root / "q2_l0.02")              # rungs ordered by λ
+    for directory, lmbda in ((q1, .005), (q2, .02)):
+        summary = json.loads((directory / "summary.json").read_text())
+        assert summary["config"]["lmbda"] == lmbda and summary["steps"] == 3
+        assert summary["config"]["init_from"] == str(root / "anchor_l0.01")
+        assert (directory / "saved_model" / "saved_model.pb").is_file()
+    # Fine-tunes start their own schedule (a fresh Adam), not the anchor's step count.
+    assert [e["step"] for e in
+            (json.loads(l) for l in (q1 / "train_log.jsonl").read_text().splitlines())] == \
+        [1, 2, 3]
+    assert status["models"]["q2"]["last_probe"]["step"] == 2
+    again = run_ladder(config, images=images)                     # nothing left to do
+    assert again["steps_done"] == again["steps_total"]
+
+
+def test_train_zoo_command_help_names_its_options():
+    result = subprocess.run([sys.executable, "-m", "cli.main", "train-zoo", "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0
+    for option in ("--hours", "--anchor-steps", "--finetune-steps", "--lambdas", "RDPIPE_CACHE"):
+        assert option in result.stdout
