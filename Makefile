@@ -48,7 +48,8 @@ train-zoo: install
 # Replaces the committed model zoo (zoo/) with the models of the last `make bench-kodak` and cards
 # from its kodak.json. Deliberate: commit a new zoo only when the models improve (git history).
 zoo: install
-	$(BIN)/rdpipe zoo build --models-dir .cache/bls2017 --report benchmarks/results/kodak.json
+	$(BIN)/rdpipe zoo build --models-dir $${RDPIPE_CACHE:-$$HOME/.cache/rdpipe}/ladders/bls2017 \
+	    --report benchmarks/results/kodak.json
 
 # Hours on 2 cores. The reference side runs TensorFlow Compression 2.14.1 on TF 2.14.1 in its own
 # virtualenv (.venv-peer): a comparison only, never a dependency of rdpipe nor of `make test`.

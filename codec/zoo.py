@@ -132,20 +132,25 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
+def _model_lambda(model_dir: Path) -> float:
+    return float(json.loads((model_dir / "summary.json").read_text())["config"]["lmbda"])
+
+
 def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
               command: str = "make bench-kodak && make zoo",
               progress=print) -> list[dict]:
-    """Re-exports the `lmbda_<λ>` models of `make bench-kodak` (under `models_dir`) into the zoo
+    """Re-exports the models of `make bench-kodak` (the ladder's rungs under `models_dir`) into the zoo
     with cards from its report (kodak.json); replaces the zoo. Refuses a zoo above
     `MAX_ZOO_BYTES`."""
     from codec.models.bls2017_train import reexport_image_codec  # pylint: disable=import-outside-toplevel
     report = json.loads(Path(report_file).read_text())
     points = {p["parameter"]: p for p in report["rdpipe"]}
     training = {t["model"]: t for t in report.get("training", [])}
-    models = sorted((d for d in Path(models_dir).glob("lmbda_*") if d.name in points),
-                    key=lambda d: float(d.name.split("_", 1)[1]))
+    models = sorted((d for d in Path(models_dir).iterdir()
+                     if d.name in points and (d / "summary.json").exists()),
+                    key=lambda d: _model_lambda(d))
     if not models:
-        raise ZooError(f"no evaluated models: {models_dir}/lmbda_* named in {report_file}")
+        raise ZooError(f"no evaluated models in {models_dir} named in {report_file}")
     staging = Path(zoo_dir).with_name(Path(zoo_dir).name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     built = []
@@ -154,12 +159,13 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
         progress(f"exporting {model} → {name}")
         saved_model = staging / name / "saved_model"
         codec = reexport_image_codec(model, saved_model)
-        info = {**training.get(model.name, {}), "data": report.get("arguments", {}).get(
-            "train_dirs", "photos-train + photos-train-extra")}
-        info.setdefault("lmbda", float(model.name.split("_", 1)[1]))
-        arguments = report.get("arguments") or {}
-        if info.get("warm_start_from") and "epochs" in arguments:
-            info["anchor_steps"] = arguments["epochs"] * arguments["steps_per_epoch"]
+        info = {**training.get(model.name, {})}
+        info["data"] = ", ".join(Path(d).name for d in info.get("train_dirs") or []) or \
+            "photos-train + photos-train-extra"
+        info.setdefault("lmbda", _model_lambda(model))
+        source = Path(models_dir) / (info.get("warm_start_from") or "")
+        if info.get("warm_start_from") and (source / "summary.json").exists():
+            info["anchor_steps"] = json.loads((source / "summary.json").read_text()).get("steps")
         card = _card(name, points[model.name], info, report, saved_model,
                      codec.entropy_model.fingerprint, command)
         (staging / name / "card.json").write_text(json.dumps(card, indent=2) + "\n")
