@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from codec.eval import image_eval
 from codec.models.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
 from codec.data.crops import CROP_SAMPLINGS, CropSampler, load_image_folders
 from codec.schedule import SCHEDULES, learning_rate
-from codec.train_loop import METRICS, atomic_write_text, read_log, train_steps
+from codec.train_loop import METRICS, atomic_write_text, is_chief, read_log, train_steps
 from codec.training import export_codec_module
 
 @dataclasses.dataclass
@@ -316,6 +317,12 @@ def train_image_codec(config: ImageTrainConfig, output_dir: str | Path,
                if curve_file.exists() else None}
     if not result.finished:
         return {**summary, "codec": None}
+    if not is_chief():
+        # Another worker of a multi-worker run: the chief writes the model; this one exports
+        # to a scratch directory (every worker takes part in saving distributed variables).
+        with tempfile.TemporaryDirectory() as scratch:
+            codec = export_image_codec(trainer, scratch, config)
+        return {**summary, "codec": codec}
     codec = export_image_codec(trainer, saved_model_dir or output_dir / "saved_model", config)
     atomic_write_text(output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "codec": codec}
