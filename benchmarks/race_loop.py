@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codec.data.crops import crop_stream, load_image_folders  # noqa: E402
+from codec.data.crops import CropSampler, load_image_folders  # noqa: E402
 
 LOG_EVERY = 100   # learning-curve resolution (steps)
 
@@ -32,21 +32,56 @@ def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 
 
+class Checkpoints:
+    """A side's resumable state under `directory`: its TF checkpoint (model + optimizer, via
+    the side's `tf.train.CheckpointManager`) and the loop's own state (step, learning curve,
+    rows, seconds) in `loop_state.json`, written atomically after the checkpoint."""
+
+    def __init__(self, manager, directory: Path):
+        self.manager, self.file = manager, Path(directory) / "loop_state.json"
+
+    def restore(self) -> dict:
+        if not self.file.exists() or self.manager.latest_checkpoint is None:
+            return {"step": 0, "curve": [], "rows": [], "train_seconds": 0.0, "timed_steps": 0}
+        state = json.loads(self.file.read_text())
+        self.manager.checkpoint.restore(
+            str(Path(self.manager.directory) / f"ckpt-{state['step']}"))
+        return state
+
+    def save(self, state: dict) -> None:
+        self.manager.save(checkpoint_number=state["step"])
+        temporary = self.file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state))
+        temporary.replace(self.file)
+
+
 def run(args, train_step: Callable, make_codec: Callable, ms_ssim: Callable,
-        kodak: list[np.ndarray]) -> dict:
-    """Trains to each of `args.budgets` (ascending) on the shared crop stream and evaluates
-    on `kodak` at each; returns the learning curve and one row per budget."""
+        kodak: list[np.ndarray], checkpoints: Checkpoints) -> dict | None:
+    """Trains to each of `args.budgets` (ascending) on the shared crops and evaluates on
+    `kodak` at each; returns the learning curve and one row per budget, or None when it
+    stopped at `args.deadline` (checkpointed: run again to continue). The batch of step s is
+    `CropSampler.batch(seed, s)` on both sides, so a resumed side sees the crops it would have
+    seen; checkpoints every 10 minutes and after each budget."""
     images = load_image_folders(args.train_dirs.split(","))
-    stream = crop_stream(images, args.patch_size, args.seed, sampling=args.crop_sampling,
-                         flips=args.flips)
-    curve, rows, window, train_seconds, step = [], [], [], 0.0, 0
+    sampler = CropSampler(images, args.patch_size, sampling=args.crop_sampling,
+                          flips=args.flips)
+    state = checkpoints.restore()
+    step, curve, rows = state["step"], state["curve"], state["rows"]
+    if step:
+        print(f"[{args.side} λ={args.lmbda:g}] resuming at step {step}", file=sys.stderr,
+              flush=True)
+    window, timed_steps, last_save = [], 0, time.perf_counter()
     for budget in sorted(args.budgets):
+        if any(row["steps"] == budget for row in rows):
+            continue
         while step < budget:
-            batch = np.stack([next(stream) for _ in range(args.batch_size)])
+            batch = sampler.batch(args.seed, step, args.batch_size)
             start = time.perf_counter()
             metrics = train_step(batch)
-            if step >= 5:             # the first steps trace and compile the function
-                train_seconds += time.perf_counter() - start
+            if timed_steps >= 5:     # the first steps after a (re)start trace and compile
+                state["train_seconds"] += time.perf_counter() - start
+                state["timed_steps"] += 1
+            timed_steps += 1
             window.append(metrics)
             step += 1
             if step % LOG_EVERY == 0:
@@ -57,6 +92,14 @@ def run(args, train_step: Callable, make_codec: Callable, ms_ssim: Callable,
                     print(f"[{args.side} λ={args.lmbda:g}] step {step}: "
                           + " ".join(f"{k} {v:.4g}" for k, v in curve[-1].items()
                                      if k != "step"), file=sys.stderr, flush=True)
+            stop = args.deadline and time.time() >= args.deadline
+            if stop or time.perf_counter() - last_save >= 600:
+                checkpoints.save({**state, "step": step, "curve": curve, "rows": rows})
+                last_save = time.perf_counter()
+            if stop:
+                print(f"[{args.side} λ={args.lmbda:g}] stopped at step {step} (deadline)",
+                      file=sys.stderr, flush=True)
+                return None
         encode = make_codec()
         start = time.perf_counter()
         strings, decoded = encode(kodak)
@@ -67,8 +110,10 @@ def run(args, train_step: Callable, make_codec: Callable, ms_ssim: Callable,
             "psnr": float(np.mean([psnr(a, b) for a, b in zip(kodak, decoded)])),
             "ms_ssim": float(np.mean([ms_ssim(a, b) for a, b in zip(kodak, decoded)])),
             "eval_seconds": time.perf_counter() - start,
-            "steps_per_second": (step - 5) / train_seconds if train_seconds else None,
+            "steps_per_second": state["timed_steps"] / state["train_seconds"]
+            if state["train_seconds"] else None,
         })
+        checkpoints.save({**state, "step": step, "curve": curve, "rows": rows})
         print(f"[{args.side} λ={args.lmbda:g}] {budget} steps: Kodak {rows[-1]['bpp']:.3f} bpp "
               f"{rows[-1]['psnr']:.2f} dB", file=sys.stderr, flush=True)
     return {"side": args.side, "lmbda": args.lmbda, "budgets": rows, "learning_curve": curve}
@@ -90,6 +135,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="TF intra-op threads (0: TF's default)")
     parser.add_argument("--output", required=True, help="JSON file to write")
+    parser.add_argument("--checkpoint-dir", required=True,
+                        help="this side's checkpoints (the run resumes from them)")
+    parser.add_argument("--deadline", type=float, default=0.,
+                        help="time.time() at which to checkpoint and stop (0: none)")
+    parser.add_argument("--rdpipe-recipe", default="ladder",
+                        help="rdpipe side: 'ladder' (bf16, warm-up + cosine from 5e-4 over "
+                             "the largest budget) or 'constant' (fp32, 2e-4)")
 
 
 def set_threads(tf, threads: int) -> None:
