@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from child_runs import run_children  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 
 VARIANTS = {   # name: (precision policy, seed)
@@ -95,22 +97,12 @@ def main(argv=None) -> int:
               "--lmbda", str(args.lmbda), "--probe-images", str(args.probe_images),
               "--probe-every", str(args.probe_every), "--threads", str(args.threads),
               "--work-dir", args.work_dir]
-    pending, running, rows = list(VARIANTS), [], {}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            name = pending.pop(0)
-            running.append((name, subprocess.Popen(
-                [sys.executable, __file__, "--variant", name, *common],
-                stdout=subprocess.PIPE, text=True)))
-            print(f"started: {name}", flush=True)
-        name, process = running.pop(0)
-        stdout, _ = process.communicate()
-        if process.returncode:
-            raise SystemExit(f"variant {name} failed ({process.returncode})")
-        rows[name] = json.loads(stdout.strip().splitlines()[-1])
-        k = rows[name]["kodak"]
+    def report(name, row):
+        k = row["kodak"]
         print(f"{name}: Kodak {k['bpp']:.3f} bpp {k['psnr']:.2f} dB loss {k['rd_loss']:.4f}",
               flush=True)
+    rows = run_children(VARIANTS, lambda name: [sys.executable, __file__, "--variant", name,
+                                                *common], args.jobs, report)
     write_report(args, [rows[name] for name in VARIANTS])
     return 0
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from child_runs import run_children  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 TRAIN_DIRS = f"{DATA / 'photos-train'},{DATA / 'photos-train-extra'}"
 
@@ -139,25 +141,14 @@ def study_main(args) -> int:
               "--threads", str(args.threads), "--work-dir", args.work_dir, "--seed",
               str(args.seed), "--precision", args.precision, "--deadline", str(deadline)]
     # Longest first, so the two workers finish together.
-    pending = sorted(STUDY, key=lambda n: STUDY[n][1] != "long")
-    running, rows = [], {}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            name = pending.pop(0)
-            running.append((name, subprocess.Popen(
-                [sys.executable, __file__, "--row", name, *common], stdout=subprocess.PIPE,
-                text=True)))
-            print(f"started: {name}", flush=True)
-        name, process = running.pop(0)
-        stdout, _ = process.communicate()
-        if process.returncode:
-            raise SystemExit(f"row {name} failed ({process.returncode})")
-        rows[name] = json.loads(stdout.strip().splitlines()[-1])
-        row = rows[name]
+    def report(name, row):
         print(f"{name}: " + (f"Kodak {row['kodak_bpp']:.3f} bpp {row['kodak_psnr']:.2f} dB "
                              f"loss {row['kodak_rd_loss']:.4f}" if row["finished"] else
                              f"stopped at step {row['steps']:,} of {row['total_steps']:,}"),
               flush=True)
+    rows = run_children(sorted(STUDY, key=lambda n: STUDY[n][1] != "long"),
+                        lambda name: [sys.executable, __file__, "--row", name, *common],
+                        args.jobs, report)
     unfinished = [n for n, r in rows.items() if not r["finished"]]
     if unfinished:
         print(f"unfinished (run again to continue): {', '.join(unfinished)}")
@@ -237,23 +228,13 @@ def main(argv=None) -> int:
 def ablation_main(args) -> int:
     common = ["--steps", str(args.steps), "--lmbda", str(args.lmbda), "--kodak", str(args.kodak),
               "--threads", str(args.threads), "--work-dir", args.work_dir]
-    pending = list(range(len(ablation_variants())))
-    running, rows = [], {}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            index = pending.pop(0)
-            running.append((index, subprocess.Popen(
-                [sys.executable, __file__, "--variant", str(index), *common],
-                stdout=subprocess.PIPE, text=True)))
-            print(f"started: {ablation_variants()[index][0]}", flush=True)
-        index, process = running.pop(0)
-        stdout, _ = process.communicate()
-        if process.returncode:
-            raise SystemExit(f"variant {index} failed ({process.returncode})")
-        rows[index] = json.loads(stdout.strip().splitlines()[-1])
-        row = rows[index]
+    def report(index, row):
         print(f"{row['variant']}: Kodak {row['kodak_bpp']:.3f} bpp {row['kodak_psnr']:.2f} dB "
               f"loss {row['kodak_rd_loss']:.4f}", flush=True)
+    rows = run_children(range(len(ablation_variants())),
+                        lambda index: [sys.executable, __file__, "--variant", str(index),
+                                       *common], args.jobs, report,
+                        label=lambda index: ablation_variants()[index][0])
     ordered = [rows[i] for i in sorted(rows)]
     for previous, row in zip([None] + ordered[:len(STEPS) - 1], ordered[:len(STEPS)]):
         row["loss_change_vs_previous"] = None if previous is None else \
