@@ -303,7 +303,7 @@ def cmd_zoo(args) -> None:
         print(f"cards: {zoo.ZOO_DIR}/<model>/card.md · use: rdpipe compress PHOTO --model "
               f"{cards[0]['name']} (or --model {cards[0]['lambda']:g})")
     elif args.zoo_command == "build":
-        zoo.build_zoo(Path(args.models_dir), Path(args.report))
+        zoo.build_zoo(Path(args.models_dir), Path(args.report), force=args.force)
     else:   # serving-layout
         names = zoo.serving_layout(Path(args.target), copy=args.copy)
         print(f"{len(names)} models in TF Serving's layout under {args.target}: "
@@ -338,8 +338,11 @@ def add_photo_parsers(sub) -> None:
     q.set_defaults(func=cmd_zoo)
     q = zoo_sub.add_parser("build", help="replace the zoo with `make bench-kodak`'s models "
                                          "(make zoo)")
-    q.add_argument("--models-dir", default=".cache/bls2017")
+    q.add_argument("--models-dir", required=True,
+                   help="the ladder's directory (make zoo: $RDPIPE_CACHE/ladders/bls2017)")
     q.add_argument("--report", default="benchmarks/results/kodak.json")
+    q.add_argument("--force", action="store_true",
+                   help="replace the zoo even where a new point is worse than the current one")
     q.set_defaults(func=cmd_zoo)
     q = zoo_sub.add_parser("serving-layout", help="write <target>/<model>/1/ for TF Serving")
     q.add_argument("target")

@@ -18,6 +18,8 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["ZOO_DIR", "ZooError", "cards", "resolve_model", "build_zoo", "serving_layout",
            "MAX_ZOO_BYTES"]
 
@@ -136,9 +138,31 @@ def _model_lambda(model_dir: Path) -> float:
     return float(json.loads((model_dir / "summary.json").read_text())["config"]["lmbda"])
 
 
+def worse_points(new_points: list[tuple[float, float]],
+                 old_points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (bpp, PSNR) points of a new curve that are worse than the old curve: below its PSNR
+    at the same bpp (linear in log bpp between the old points), or — beyond the old curve's
+    highest rate — below the best old PSNR. Points below the old curve's lowest rate have
+    nothing to lose against and count as better."""
+    old = sorted(old_points)
+    if not old:
+        return []
+    rates = np.log([bpp for bpp, _ in old])
+    worse = []
+    for bpp, psnr in new_points:
+        if rates[0] <= np.log(bpp) <= rates[-1]:
+            reference = float(np.interp(np.log(bpp), rates, [q for _, q in old]))
+        else:   # outside: the old point with the most bits not above this one, if any
+            cheaper = [q for b, q in old if b <= bpp]
+            reference = max(cheaper) if cheaper else float("-inf")
+        if psnr < reference:
+            worse.append((bpp, psnr))
+    return worse
+
+
 def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
               command: str = "make bench-kodak && make zoo",
-              progress=print) -> list[dict]:
+              progress=print, force: bool = False) -> list[dict]:
     """Re-exports the models of `make bench-kodak` (the ladder's rungs under `models_dir`) into the zoo
     with cards from its report (kodak.json); replaces the zoo. Refuses a zoo above
     `MAX_ZOO_BYTES`."""
@@ -151,6 +175,14 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
                     key=lambda d: _model_lambda(d))
     if not models:
         raise ZooError(f"no evaluated models in {models_dir} named in {report_file}")
+    old_points = [(c["kodak"]["bpp"], c["kodak"]["psnr_db"]) for c in cards(Path(zoo_dir))]
+    worse = worse_points([(points[m.name]["bpp"], points[m.name]["psnr"]) for m in models],
+                         old_points)
+    if worse and not force:
+        raise ZooError("the zoo is replaced only when every new point beats its curve; not "
+                       "better on Kodak: " + ", ".join(f"{b:.3f} bpp / {q:.2f} dB"
+                                                       for b, q in worse)
+                       + " (--force replaces it anyway)")
     staging = Path(zoo_dir).with_name(Path(zoo_dir).name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     built = []

@@ -335,6 +335,28 @@ def test_zoo_build_writes_cards_and_refuses_oversize(image_models, tmp_path, mon
     assert (layout / "bls2017-q1" / "1" / "saved_model.pb").is_file()
 
 
+def test_zoo_is_replaced_only_by_a_curve_better_at_every_point(image_models, tmp_path):
+    from codec import zoo
+    old = [(.14, 25.4), (.26, 27.1), (.41, 28.2), (.61, 29.0)]
+    assert zoo.worse_points([(.2, 27.0), (.5, 29.5), (.9, 31.0), (.1, 24.0)], old) == []
+    assert zoo.worse_points([(.3, 27.0), (.8, 28.5)], old) == [(.3, 27.0), (.8, 28.5)]
+    models = tmp_path / "models"
+    shutil.copytree(image_models[0], models / "q1_l0.01")
+    report = tmp_path / "kodak.json"
+    point = {"parameter": "q1_l0.01", "bpp": .5, "psnr": 20., "ms_ssim": .9,
+             "encode_seconds": .1, "decode_seconds": .3}
+    report.write_text(json.dumps({"rdpipe": [point], "training": [
+        {"model": "q1_l0.01", "lmbda": .01, "steps": 4, "patch_size": 32, "batch_size": 2,
+         "filters": 8, "learning_rate": 2e-4}]}))
+    current = tmp_path / "zoo"
+    shutil.copytree(zoo.ZOO_DIR, current)
+    with pytest.raises(zoo.ZooError, match="0.500 bpp / 20.00 dB"):
+        zoo.build_zoo(models, report, current, progress=lambda line: None)
+    assert sorted(p.name for p in current.iterdir()) == [c["name"] for c in zoo.cards()]
+    cards = zoo.build_zoo(models, report, current, progress=lambda line: None, force=True)
+    assert [c["name"] for c in cards] == ["bls2017-q1"]
+
+
 def test_shipped_zoo_lists_and_codes_a_photo(tmp_path, capsys):
     from codec import zoo
     cards = zoo.cards()
