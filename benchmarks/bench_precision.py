@@ -10,7 +10,7 @@ images every `--probe-every` epochs) is kept.
 
 Writes benchmarks/results/precision.json (+ .md). Run: `make bench-precision` (3 runs of 20,000
 steps: ~1.5 h on 2 cores, two at a time with one thread each; runs resume from
-.cache/precision if interrupted).
+$RDPIPE_CACHE/precision if interrupted).
 """
 from __future__ import annotations
 
@@ -85,11 +85,15 @@ def main(argv=None) -> int:
     parser.add_argument("--probe-every", type=int, default=8, help="epochs between probes")
     parser.add_argument("--jobs", type=int, default=2, help="variants trained at once")
     parser.add_argument("--threads", type=int, default=1, help="TF threads per variant")
-    parser.add_argument("--work-dir", default=str(ROOT / ".cache" / "precision"))
+    parser.add_argument("--work-dir", default=None,
+                        help="runs (resumed if there) — default $RDPIPE_CACHE/precision")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" /
                                                 "precision.json"))
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.work_dir is None:
+        from codec.ladder import cache_root
+        args.work_dir = str(cache_root() / "precision")
     if args.variant:
         print(json.dumps(run_variant(args.variant, args)))
         return 0
