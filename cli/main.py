@@ -32,11 +32,15 @@ def cmd_sample(args) -> None:
 
     codec = SavedCodec(args.model)
     rng = np.random.default_rng(args.seed)
-    strings = [rng.bytes(args.bytes) for _ in range(args.num)]
+    # Random payloads under the model's own format byte: what an entropy decoder turns into
+    # latents distributed (about) as the prior, which the synthesis maps to digits.
+    strings = codec.random_strings(args.num, args.bytes, rng)
     images, ok = codec.decompress_with_status(strings)  # sanity check off: sampling
-    path = image_grid(images, args.output, title=f"decoded from {args.bytes} random bytes each "
-                                                 f"({int(ok.sum())}/{len(ok)} pass the check)")
-    print(f"{args.num} samples → {path}")
+    distinct = len({image.tobytes() for image in images})
+    path = image_grid(images, args.output, title=f"decoded from {args.bytes} random payload "
+                                                 f"bytes each ({distinct} distinct)")
+    print(f"{args.num} samples ({distinct} distinct, {int(ok.sum())} pass the end-of-stream "
+          f"check) → {path}")
 
 
 def cmd_digits(args) -> None:
@@ -186,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="decode random bytes: the decoder as a generative model")
     p.add_argument("--model", required=True)
     p.add_argument("-n", "--num", type=int, default=16)
-    p.add_argument("--bytes", type=int, default=8, help="random bytes per sample")
+    p.add_argument("--bytes", type=int, default=8,
+                   help="random payload bytes per sample (after the model's format byte)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--output", default="samples.png")
     p.set_defaults(func=cmd_sample)

@@ -193,6 +193,26 @@ class SavedCodec:
                               f"{expected!r} coder (e.g. index {i}: {found}); decode them with a "
                               "model exported with that coder")
 
+    def random_strings(self, count: int, payload_bytes: int,
+                       rng: np.random.Generator) -> list[bytes]:
+        """`count` random strings in this model's own format, for sampling from the decoder:
+        the format byte's coder id (bits 7–5) is the model's, everything else — the coder's
+        own 5 bits of byte 0 and `payload_bytes` bytes after it — is random. (Random framing
+        would carry the right coder id only one time in eight; the rest decode as refused,
+        i.e. all-zero latents, and the samples collapse onto one image.) Fixed-size models
+        only: a variable-size model's strings also carry the image size."""
+        if self.fixed_size is None:
+            raise InputError("sampling needs a fixed-size model (e.g. MNIST 28×28); this one "
+                             "codes any image size")
+        format_id = {name: i for i, name in FORMAT_IDS.items()}.get(self.coder)
+        strings = []
+        for _ in range(count):
+            data = bytearray(rng.bytes(payload_bytes + 1))
+            if format_id is not None:      # bitstream v1 (v0 strings have no format byte)
+                data[0] = (format_id << 5) | (data[0] & 0x1f)
+            strings.append(bytes(data))
+        return strings
+
     def decompress_with_status(self, strings) -> tuple[np.ndarray, np.ndarray]:
         """Byte strings → (uint8 images, per-string sanity flag); never raises on content.
 

@@ -73,6 +73,29 @@ def test_sample_and_figures(tiny_model, tmp_path, tfds_dir):
             assert image.size[0] > 300
 
 
+def test_random_payloads_sample_distinct_digit_like_images(tiny_model, tmp_path, tfds_dir,
+                                                           capsys):
+    """The decoder as a generative model: 16 random payloads give 16 different images whose
+    pixel statistics are those of digits (dark background, some ink), not one collapsed
+    image and not noise."""
+    from codec.saved_codec import SavedCodec
+    codec = SavedCodec(tiny_model)
+    strings = codec.random_strings(16, 8, np.random.default_rng(1))
+    assert all(s[0] >> 5 == 1 and len(s) == 9 for s in strings)     # portable coder's id
+    images, _ = codec.decompress_with_status(strings)
+    flat = images.reshape(16, -1).astype(np.float64) / 255.
+    assert len({image.tobytes() for image in images}) == 16
+    assert min(np.abs(a - b).mean() for i, a in enumerate(flat) for b in flat[i + 1:]) > .005
+    digits, _ = datasets.mnist_arrays("test[:200]", data_dir=tfds_dir)
+    real = digits.reshape(200, -1) / 255.
+    lo, hi = np.percentile(real.mean(1), [1, 99])
+    assert np.mean((flat.mean(1) > lo / 2) & (flat.mean(1) < hi * 1.5)) >= .75
+    assert np.mean(np.median(flat, 1) < .1) >= .75                   # mostly background
+    assert main(["sample", "--model", str(tiny_model), "-n", "16", "--seed", "1",
+                 "--output", str(tmp_path / "s.png")]) == 0
+    assert "16 samples (16 distinct" in capsys.readouterr().out
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(
         int(n).to_bytes(4, "big") for n in array.shape)
