@@ -4,9 +4,10 @@ symmetric matrix to a target spectrum by differentiating through `tf.linalg.eigh
 - `power_iteration`: σ_max of a matrix from a persistent left vector `u` (Miyato et al. 2018:
   one iteration per training step suffices because `u` carries over between steps).
 - `SpectralNormConstraint`: a Keras kernel constraint `W ← W / σ_max(W)` (applied after each
-  optimizer step); `SpectralNormalization`: a layer wrapper that divides the kernel by σ_max in
-  the forward pass (the gradient sees the normalization). Both keep `u` in a non-trainable
-  variable; `iterations` is configurable. Kernels `[..., in, out]` are reshaped to
+  optimizer step; `mode="clip"`: `/ max(σ_max, 1)`); `SpectralNormalization`: a layer wrapper
+  that divides the kernel by σ_max in the forward pass (the gradient sees the normalization).
+  Both keep `u` in a non-trainable variable that checkpoints and SavedModels carry;
+  `iterations` is configurable. Kernels `[..., in, out]` are reshaped to
   `[prod(...)·in, out]`, as in Keras and TF-GAN.
 - `PixelNorm`: `x / sqrt(mean(x², channels) + ε)` (Karras et al. 2018).
 - `fit_spectrum`: a symmetric matrix whose eigenvalues match a target, by Adam through `eigh`.
@@ -48,14 +49,29 @@ def _initial_u(rows: int, seed: int | None) -> np.ndarray:
     return u / np.linalg.norm(u)
 
 
-class SpectralNormConstraint(keras.constraints.Constraint):
-    """Kernel constraint `W ← W / max(σ_max(W), 1)` (or `/ σ_max` with `strict=True`), with the
-    power-iteration vector `u` persisted across optimizer steps. One instance per kernel."""
+class SpectralNormConstraint(keras.constraints.Constraint, tf.Module):
+    """Kernel constraint `W ← W / σ_max(W)` after each optimizer step (Miyato et al.'s
+    normalization), with the power-iteration vector `u` persisted across steps. One instance
+    per kernel. `mode="clip"` divides by `max(σ_max, 1)` instead: it only shrinks kernels whose
+    σ exceeds 1 (a Lipschitz bound), leaving smaller ones as they are.
 
-    def __init__(self, iterations: int = 1, strict: bool = False, seed: int | None = 0):
+    `u` is a variable of the constraint, which is a `tf.Module`: the layer holding it as
+    `kernel_constraint` tracks it, so `u` is saved in checkpoints and SavedModels and restored
+    with them (a fresh `u` would need several steps to find the top singular vector again:
+    one power iteration from a random start underestimates σ by ~10 %)."""
+
+    MODES = ("strict", "clip")
+
+    def __init__(self, iterations: int = 1, mode: str = "strict", seed: int | None = 0, *,
+                 strict: bool | None = None):
+        tf.Module.__init__(self, name="spectral_norm_constraint")
         if iterations < 1:
             raise ValueError(f"iterations must be ≥ 1, got {iterations}")
-        self.iterations, self.strict, self.seed = int(iterations), bool(strict), seed
+        if strict is not None:              # the older spelling
+            mode = "strict" if strict else "clip"
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.iterations, self.mode, self.seed = int(iterations), mode, seed
         self.u: tf.Variable | None = None
 
     def __call__(self, kernel):
@@ -66,11 +82,18 @@ class SpectralNormConstraint(keras.constraints.Constraint):
                                      trainable=False, name="spectral_norm_u")
         sigma, u = power_iteration(matrix, self.u, self.iterations)
         self.u.assign(u)
-        scale = sigma if self.strict else tf.maximum(sigma, 1.0)
+        scale = sigma if self.mode == "strict" else tf.maximum(sigma, 1.0)
         return kernel / scale
 
+    def build(self, kernel: tf.Variable) -> None:
+        """Creates `u` for `kernel` now (e.g. before restoring a checkpoint into it)."""
+        if self.u is None:
+            rows = int(np.prod(kernel.shape[:-1]))
+            self.u = tf.Variable(_initial_u(rows, self.seed), trainable=False,
+                                 name="spectral_norm_u")
+
     def get_config(self):
-        return {"iterations": self.iterations, "strict": self.strict, "seed": self.seed}
+        return {"iterations": self.iterations, "mode": self.mode, "seed": self.seed}
 
 
 class SpectralNormalization(keras.layers.Wrapper):
