@@ -28,8 +28,8 @@ def read_npy_images(path: Path) -> np.ndarray:
 
 
 def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 `[H, W]` greyscale image) pairs from image files and `.npy` arrays
-    (`rdpipe client svd`)."""
+    """(name, uint8 `[H, W, C]` image) pairs from image files (colour kept as RGB, greyscale
+    as one channel) and `.npy` image arrays (`rdpipe client svd`)."""
     from PIL import Image, UnidentifiedImageError
 
     items = []
@@ -37,12 +37,14 @@ def read_images(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
         if not path.is_file():
             raise CliError(f"{path}: no such file")
         if path.suffix.lower() == ".npy":
-            items += [(f"{path.stem}_{i:05d}", a[..., 0])
+            items += [(f"{path.stem}_{i:05d}", a)
                       for i, a in enumerate(read_npy_images(path))]
         else:
             try:
                 with Image.open(path) as image:
-                    items.append((path.stem, np.asarray(image.convert("L"))))
+                    grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+                    array = np.asarray(image.convert("L" if grey else "RGB"))
+                items.append((path.stem, array[..., None] if grey else array))
             except (UnidentifiedImageError, OSError) as error:
                 raise CliError(f"{path}: not a readable image ({error})") from None
     return items

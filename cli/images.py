@@ -16,13 +16,6 @@ KODAK_REFERENCE = (Path(__file__).resolve().parents[1] / "benchmarks" / "referen
                    / "kodak_published.json")
 
 
-def _pyplot():
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    return plt
-
-
 # --------------------------------------------------------------------------- train-images
 def cmd_train_images(args) -> None:
     """`rdpipe train-images`: the older spelling of `rdpipe train bls2017`."""
@@ -121,75 +114,53 @@ def _reference_curves(args) -> dict:
     return rd_report.load_published_curves(path)
 
 
-# ---------------------------------------------------------------------------- svd-report
-def cmd_svd_report(args) -> None:
-    """Plots + JSON for one image: spectrum, cumulative energy, compression factor vs rank,
-    and original / approximation / error images for the chosen ranks."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
-    from codec.linalg import svd  # pylint: disable=import-outside-toplevel
-    try:
-        image = np.asarray(Image.open(args.image).convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise CliError(f"{args.image}: not a readable image ({error})") from None
-    height, width, _ = image.shape
-    max_rank = min(height, width)
-    ranks = sorted(set(args.ranks))
-    if any(r < 1 or r > max_rank for r in ranks):
-        raise CliError(f"--ranks must be in [1, {max_rank}] for a {height}×{width} image")
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+# ---------------------------------------------------------------------------- svd
+def cmd_svd(args) -> None:
+    """`rdpipe svd INPUT`: low-rank approximations chosen by rank, compression factor or energy
+    factor, with figures and JSON (codec/eval/svd_report.py)."""
+    from codec.eval.svd_report import Choice, write_report  # pylint: disable=import-outside-toplevel
+    choices = ([Choice("rank", r) for r in args.rank or []]
+               + [Choice("compression", c) for c in args.compression_factor or []]
+               + [Choice("energy", e) for e in args.energy_factor or []])
+    if not choices:
+        choices = [Choice("rank", r) for r in (5, 20, 50)]
+    for choice in choices:
+        if choice.mode != "rank" and not 0 < choice.value <= 1:
+            flag = {"compression": "--compression-factor", "energy": "--energy-factor"}
+            raise CliError(f"{flag[choice.mode]} must be in (0, 1], got {choice.value:g}")
+    report = write_report(Path(args.input), choices, Path(args.output_dir))
+    for row in report["approximations"]:
+        print(f"{row['choice']}: rank {row['rank']} of {min(report['height'], report['width'])}, "
+              f"compression factor {row['compression_factor']:.3f}, energy factor "
+              f"{row['energy_factor']:.3f}, PSNR {row['psnr_db'] or float('inf'):.2f} dB → "
+              f"{row['output']}")
+    print("figures: " + ", ".join(report["figures"]) + f"; numbers: {args.output_dir}/"
+          f"{Path(args.input).stem}_svd.json")
 
-    x = tf.transpose(tf.constant(image[None], tf.float32), [0, 3, 1, 2])
-    spectrum = tf.linalg.svd(x, compute_uv=False).numpy()[0]          # [C, k]
-    energy = np.cumsum(spectrum, axis=1) / spectrum.sum(axis=1, keepdims=True)
-    ks = np.arange(1, max_rank + 1)
-    compression = ks * (height + width + 1) / (height * width)
-    approximations = {r: svd.approximate_rank(image[None], r) for r in ranks}
 
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for c, name in enumerate("RGB"):
-        axes[0].bar(ks[:min(100, max_rank)] + .25 * (c - 1), spectrum[c, :100], .25,
-                    label=name, color="rgb"[c])
-        axes[1].plot(ks, energy[c], color="rgb"[c], label=name)
-    axes[1].plot(ks, energy.mean(0), "k--", label="mean (energy factor)")
-    axes[0].set(xlabel="index i", ylabel="σᵢ", yscale="log", title="singular values (top 100)")
-    axes[1].set(xlabel="rank r", ylabel="Σ_{i≤r} σᵢ / Σ σᵢ", title="cumulative energy")
-    axes[2].plot(ks, compression)
-    axes[2].axhline(1, color="gray", ls="--")
-    axes[2].set(xlabel="rank r", ylabel="r·(m+n+1) / (m·n)", title="stored size / pixels")
-    for ax in axes[:2]:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "spectrum.png", dpi=110)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(len(ranks), 3, figsize=(12, 3.4 * len(ranks)), squeeze=False)
-    rows = []
-    for row, r in zip(axes, ranks):
-        recon = approximations[r].reconstruction.numpy()[0]
-        error = np.abs(image.astype(np.int16) - recon).astype(np.uint8)
-        for ax, picture, title in zip(row, (image, recon, error),
-                                      ("original", f"rank {r}", f"|error| (rank {r})")):
-            ax.imshow(picture)
-            ax.set_title(title)
-            ax.axis("off")
-        mse = float(np.mean((image.astype(np.float64) - recon) ** 2))
-        rows.append({"rank": r, "compression_factor": float(compression[r - 1]),
-                     "energy_factor": float(energy.mean(0)[r - 1]),
-                     "stored_numbers": int(approximations[r].stored_size.numpy()[0]),
-                     "frobenius_error_squared_per_channel": [
-                         float((spectrum[c, r:] ** 2).sum()) for c in range(3)],
-                     "psnr_db": 10 * np.log10(255 ** 2 / mse) if mse else None})
-    fig.tight_layout()
-    fig.savefig(out / "approximations.png", dpi=90)
-    plt.close(fig)
-    (out / "svd_report.json").write_text(json.dumps({
-        "image": str(args.image), "height": height, "width": width,
-        "singular_values": spectrum.tolist(), "ranks": rows}, indent=2) + "\n")
-    print(f"wrote {out / 'spectrum.png'}, {out / 'approximations.png'}, "
-          f"{out / 'svd_report.json'}")
+def add_svd_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(
+        name, help=help_text,
+        description="Low-rank approximations of an image (PNG/JPEG/…; colour kept per channel, "
+                    "greyscale as one channel) or a plain matrix (2-D .npy) by the truncated "
+                    "SVD. Choose ranks directly or by factor; each choice writes "
+                    "<stem>_<choice>.png (.npy for matrices), e.g. photo_rank50.png, "
+                    "photo_cf0.15.png, photo_ef0.9.png, plus <stem>_spectrum.png (singular "
+                    "values, cumulative energy, compression factor vs rank), "
+                    "<stem>_approximations.png (original / approximation / |error| with its "
+                    "colour scale) and <stem>_svd.json (rank, factors, stored numbers, the "
+                    "measured error of each written output and the exact-SVD optimum).")
+    p.add_argument("input", help="image file or 2-D .npy matrix")
+    p.add_argument("--rank", "--ranks", type=int, nargs="+", metavar="R",
+                   help="rank(s) r: keep the r largest singular values per channel")
+    p.add_argument("--compression-factor", type=float, nargs="+", metavar="C",
+                   help="in (0, 1]: the largest rank whose factors take at most C × the "
+                        "numbers of the input (r·(m+n+1) ≤ C·m·n)")
+    p.add_argument("--energy-factor", type=float, nargs="+", metavar="E",
+                   help="in (0, 1]: the smallest rank whose singular values sum to at least "
+                        "E × their total (mean over colour channels)")
+    p.add_argument("--output-dir", default="svd-report")
+    p.set_defaults(func=cmd_svd)
 
 
 def add_image_parsers(sub) -> None:
@@ -242,8 +213,6 @@ def add_image_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train_images)
 
-    p = sub.add_parser("svd-report", help="singular-value plots + low-rank approximations")
-    p.add_argument("image")
-    p.add_argument("--ranks", type=int, nargs="+", default=[5, 20, 50])
-    p.add_argument("--output-dir", default="svd-report")
-    p.set_defaults(func=cmd_svd_report)
+    add_svd_parser(sub, "svd", "low-rank approximations of an image or matrix by rank, "
+                               "compression or energy factor, with plots")
+    add_svd_parser(sub, "svd-report", "older name of `rdpipe svd`")

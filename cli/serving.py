@@ -99,14 +99,20 @@ def _run_client(args) -> None:
     # svd
     items = read_images([Path(p) for p in args.inputs])
     rank = None if args.compression_factor or args.energy_factor else args.rank
+    # The file name says how the rank was chosen and which rank it was.
+    choice = (f"cf{args.compression_factor:g}" if args.compression_factor else
+              f"ef{args.energy_factor:g}" if args.energy_factor else "rank")
     for name, image in items:
-        out = client.svd(image[None, ..., None], rank,
-                         compression_factor=args.compression_factor,
+        out = client.svd(image[None], rank, compression_factor=args.compression_factor,
                          energy_factor=args.energy_factor)
         used = int(out["ranks"][0])
-        Image.fromarray(out["reconstruction"][0, ..., 0]).save(out_dir / f"{name}_r{used}.png")
-        print(f"{name}: rank {used} of {min(image.shape[:2])}, "
-              f"{int(out['stored_size'][0])} numbers stored for {image.size} pixels")
+        reconstruction = out["reconstruction"][0]
+        target = out_dir / (f"{name}_rank{used}.png" if choice == "rank" else
+                            f"{name}_{choice}_rank{used}.png")
+        Image.fromarray(reconstruction[..., 0] if reconstruction.shape[-1] == 1
+                        else reconstruction).save(target)
+        print(f"{name}: rank {used} of {min(image.shape[:2])}, {image.shape[-1]} channel(s), "
+              f"{int(out['stored_size'][0])} numbers stored for {image.size} values → {target}")
     print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
 
 

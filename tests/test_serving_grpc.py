@@ -172,3 +172,24 @@ def test_client_cli_compress_decompress_status(served, test_digits, tmp_path, ca
     decoded = np.asarray(Image.open(tmp_path / "png" / "digit.png"))
     np.testing.assert_array_equal(decoded, client.decompress(client.compress(
         test_digits[0][:1])[0])[0, ..., 0])
+
+
+def test_client_svd_keeps_colour_and_names_the_choice(served, tmp_path, capsys):
+    from pathlib import Path
+    from PIL import Image
+    from cli.main import main
+    from codec.linalg import svd
+    kodak = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+    crop = np.asarray(Image.open(kodak / "kodim23.png").convert("RGB"))[:96, :128]
+    Image.fromarray(crop).save(tmp_path / "parrot.png")
+    out = tmp_path / "out"
+    for option in (["--rank", "12"], ["--compression-factor", ".2"]):
+        assert main(["client", "svd", str(tmp_path / "parrot.png"), "--server", served.target,
+                     "--model", "mnist_l500", "--output-dir", str(out), *option]) == 0
+    rank = int(svd.rank_from_compression_factor(.2, 96, 128))
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["parrot_rank12.png", f"parrot_cf0.2_rank{rank}.png"])
+    served_image = np.asarray(Image.open(out / f"parrot_cf0.2_rank{rank}.png"))
+    local = svd.approximate_compression(tf.constant(crop[None]), .2).reconstruction.numpy()[0]
+    np.testing.assert_array_equal(served_image, local)            # colour, bit-identical
+    assert "3 channel(s)" in capsys.readouterr().out

@@ -88,20 +88,75 @@ def test_eval_cli_writes_rd_json_and_plot(crop, tmp_path):
     assert main(["eval", "--images", str(tmp_path / "nope"), "--output", str(out)]) == 2
 
 
-def test_svd_report_writes_plots_and_numbers(tmp_path, capsys):
+def test_svd_command_chooses_ranks_by_rank_or_factor_and_reports_what_it_wrote(tmp_path,
+                                                                               capsys):
+    from PIL import Image
+    from codec.linalg import svd
     image = KODAK / "kodim05.png"
-    assert main(["svd-report", str(image), "--ranks", "3", "40",
-                 "--output-dir", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "svd_report.json").read_text())
-    assert [r["rank"] for r in report["ranks"]] == [3, 40]
-    assert report["ranks"][0]["psnr_db"] < report["ranks"][1]["psnr_db"]
+    assert main(["svd", str(image), "--rank", "3", "40", "--compression-factor", ".15",
+                 "--energy-factor", ".9", "--output-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "kodim05_svd.json").read_text())
+    rows = {r["choice"]: r for r in report["approximations"]}
+    assert list(rows) == ["rank3", "rank40", "cf0.15", "ef0.9"]
+    assert rows["cf0.15"]["rank"] == int(svd.rank_from_compression_factor(.15, 512, 768))
+    assert rows["cf0.15"]["compression_factor"] <= .15
+    assert rows["ef0.9"]["energy_factor"] >= .9
+    original = np.asarray(Image.open(image).convert("RGB")).astype(np.float64)
+    for row in rows.values():
+        written = np.asarray(Image.open(row["output"])).astype(np.float64)
+        assert written.shape == original.shape                       # colour kept
+        measured = ((original - written) ** 2).sum(axis=(0, 1))
+        np.testing.assert_allclose(row["frobenius_error_squared_per_channel"], measured)
+        optimal = row["optimal_frobenius_error_squared_per_channel_exact_svd"]
+        assert all(o <= m * 1.02 for o, m in zip(optimal, measured))   # Eckart–Young (+ rounding)
+    assert rows["rank3"]["psnr_db"] < rows["rank40"]["psnr_db"]
     assert len(report["singular_values"]) == 3 and len(report["singular_values"][0]) == 512
-    for name in ("spectrum.png", "approximations.png"):
+    for name in ("kodim05_spectrum.png", "kodim05_approximations.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert main(["svd-report", str(image), "--ranks", "0", "--output-dir", str(tmp_path)]) == 2
-    assert "--ranks must be in [1, 512]" in capsys.readouterr().err
+    assert main(["svd", str(image), "--rank", "0", "--output-dir", str(tmp_path)]) == 2
+    assert "--rank must be in [1, 512]" in capsys.readouterr().err
+    assert main(["svd", str(image), "--energy-factor", "1.5"]) == 2
+    assert "--energy-factor must be in (0, 1]" in capsys.readouterr().err
     (tmp_path / "bad.png").write_text("nope")
-    assert main(["svd-report", str(tmp_path / "bad.png")]) == 2
+    assert main(["svd", str(tmp_path / "bad.png")]) == 2
+    assert main(["svd-report", str(image), "--ranks", "4", "--output-dir",
+                 str(tmp_path / "old")]) == 0                        # the older spelling
+
+
+def test_svd_of_a_greyscale_image_and_of_a_plain_matrix(tmp_path):
+    from PIL import Image
+    grey = np.asarray(Image.open(KODAK / "kodim05.png").convert("L"))[:128, :160]
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    assert main(["svd", str(tmp_path / "grey.png"), "--rank", "10", "--output-dir",
+                 str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "grey_svd.json").read_text())
+    assert report["channels"] == 1 and len(report["singular_values"]) == 1   # one curve
+    assert np.asarray(Image.open(tmp_path / "grey_rank10.png")).shape == (128, 160)
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(60, 8)) @ rng.normal(size=(8, 40)) + .01 * rng.normal(size=(60, 40))
+    np.save(tmp_path / "m.npy", matrix)
+    assert main(["svd", str(tmp_path / "m.npy"), "--rank", "8", "--energy-factor", ".5",
+                 "--output-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "m_svd.json").read_text())
+    assert report["kind"] == "matrix"
+    approximation = np.load(tmp_path / "m_rank8.npy")
+    error = ((matrix - approximation) ** 2).sum()
+    assert error == pytest.approx(report["approximations"][0][
+        "optimal_frobenius_error_squared_per_channel_exact_svd"][0], rel=1e-9)
+    assert report["approximations"][0]["relative_frobenius_error"] < .01
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 4, 5)))
+    assert main(["svd", str(tmp_path / "bad.npy")]) == 2
+
+
+def test_svd_help_explains_every_option():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "cli.main", "svd", "--help"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                         timeout=120).stdout
+    for option in ("--rank", "--compression-factor", "--energy-factor", "r·(m+n+1)",
+                   "photo_cf0.15.png", ".npy"):
+        assert option in out
 
 
 def test_bd_rate_of_a_curve_at_half_the_rate_is_minus_50_percent():

@@ -1,4 +1,5 @@
-"""PNG figures: the tutorial's digit grid, decoder samples, and rate-distortion plots."""
+"""PNG figures: the tutorial's digit grid, decoder samples, rate-distortion plots, and the
+spectra and low-rank approximations of `rdpipe svd`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -112,6 +113,72 @@ def image_rd_plot(measured: dict[str, Sequence[dict]], path: str | Path,
         ax.legend(fontsize="x-small")
     if title:
         fig.suptitle(title, fontsize="medium")
+    return _save(fig, path)
+
+
+CHANNEL_COLOURS = {1: [("grey", "k")], 3: [("R", "r"), ("G", "g"), ("B", "b")]}
+
+
+def svd_spectrum_figure(singular_values: np.ndarray, height: int, width: int,
+                        path: str | Path) -> Path:
+    """Singular values (top 100), cumulative energy and stored size vs rank; one curve per
+    channel (one for greyscale images and matrices)."""
+    channels, limit = singular_values.shape
+    ranks = np.arange(1, limit + 1)
+    energy = np.cumsum(singular_values, axis=1) / np.maximum(
+        singular_values.sum(axis=1, keepdims=True), 1e-300)
+    named = CHANNEL_COLOURS.get(channels, [(f"channel {c}", f"C{c}") for c in range(channels)])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    top = min(100, limit)
+    for c, (name, colour) in enumerate(named):
+        axes[0].plot(ranks[:top], singular_values[c, :top], ".-", color=colour, label=name)
+        axes[1].plot(ranks, energy[c], color=colour, label=name)
+    if channels > 1:
+        axes[1].plot(ranks, energy.mean(0), "k--", label="mean (the energy factor)")
+    axes[0].set(xlabel="index $i$", ylabel=r"$\sigma_i$", yscale="log",
+                title=f"singular values (top {top})")
+    axes[1].set(xlabel="rank $r$", ylabel=r"$\Sigma_{i \leq r}\, \sigma_i \;/\; \Sigma_i\, \sigma_i$",
+                title="cumulative energy")
+    axes[2].plot(ranks, ranks * (height + width + 1) / (height * width), color="k")
+    axes[2].axhline(1, color="gray", ls="--")
+    axes[2].set(xlabel="rank $r$", ylabel=r"$r\,(m + n + 1) \,/\, (m\,n)$",
+                title="stored numbers / pixels (the compression factor)")
+    for ax in axes[:2]:
+        ax.legend()
+        ax.grid(alpha=.3)
+    return _save(fig, path)
+
+
+def svd_approximation_panels(original: np.ndarray, kind: str, approximations: list,
+                             path: str | Path) -> Path:
+    """Per approximation (choice, rank, array): original, approximation and |error| on a colour
+    map scaled to the error's own range (99.5th percentile), with its colour bar."""
+    rows = len(approximations)
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 3.6 * rows), squeeze=False)
+    grey = original.shape[-1] == 1
+
+    def show(ax, picture, title):
+        if kind == "matrix":
+            image = ax.imshow(picture[..., 0], cmap="viridis")
+            fig.colorbar(image, ax=ax, fraction=.046)
+        else:
+            ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None,
+                      vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+
+    for row, (choice, rank, approximation) in zip(axes, approximations):
+        error = np.abs(original.astype(np.float64) - approximation.astype(np.float64))
+        error = error.mean(axis=-1)            # mean over colour channels
+        show(row[0], original, "original")
+        how = {"rank": "", "compression": f" (compression factor {choice.value:g})",
+               "energy": f" (energy factor {choice.value:g})"}[choice.mode]
+        show(row[1], approximation, f"rank {rank}{how}")
+        scale = float(np.percentile(error, 99.5)) or float(error.max()) or 1.
+        image = row[2].imshow(error, cmap="magma", vmin=0, vmax=scale)
+        row[2].set_title("|error| in " + ("grey levels" if kind == "image" else "matrix units"))
+        row[2].axis("off")
+        fig.colorbar(image, ax=row[2], fraction=.046)
     return _save(fig, path)
 
 
