@@ -61,7 +61,34 @@ def cmd_figure(args) -> None:
     from codec.saved_codec import SavedCodec, model_lambda
     from codec.eval import figures
 
-    if args.kind == "digits":
+    if args.kind in ("digits", "rd") and not args.models:
+        raise CliError(f"figure {args.kind} needs --models")
+    if args.kind == "prior":
+        path = figures.prior_figure(args.output)
+    elif args.kind == "spectrum-fit":
+        import numpy as np
+        from codec.layers.spectral import fit_spectrum
+        target = np.array(args.eigenvalues)
+        fits = [(seed, fit_spectrum(target, seed=seed, tolerance=1e-6)) for seed in
+                range(args.starts)]
+        for seed, fit in fits:
+            print(f"start {seed}: {fit.steps} steps, loss {fit.loss:.2e}, eigenvalues "
+                  + " ".join(f"{e:.4f}" for e in fit.eigenvalues))
+        path = figures.spectrum_fit_figure(fits, target, args.output)
+    elif args.kind == "svd-matrix":
+        import numpy as np
+        from codec.eval.svd_report import Choice, write_report
+        source = Path(args.matrix) if args.matrix else Path(args.output).with_suffix(".npy")
+        if not args.matrix:   # a 96×64 matrix of rank 6 plus a little noise
+            rng = np.random.default_rng(0)
+            matrix = rng.normal(size=(96, 6)) @ rng.normal(size=(6, 64)) \
+                + .05 * rng.normal(size=(96, 64))
+            source.parent.mkdir(parents=True, exist_ok=True)
+            np.save(source, matrix)
+        report = write_report(source, [Choice("rank", r) for r in args.ranks],
+                              Path(args.output).parent)
+        path = ", ".join(report["figures"])
+    elif args.kind == "digits":
         codec = SavedCodec(args.models[0])
         originals, _ = mnist_arrays(args.split, args.data_dir, args.mnist_dir)
         originals = originals[:16]
@@ -201,9 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="digits")
     p.set_defaults(func=cmd_digits)
 
-    p = sub.add_parser("figure", parents=[data], help="digit grid or R-D plot (PNG)")
-    p.add_argument("kind", choices=["digits", "rd"])
-    p.add_argument("--models", nargs="+", required=True, help="one (digits) or more (rd)")
+    p = sub.add_parser("figure", parents=[data],
+                       help="digit grid, R-D plot, prior densities, spectrum fit, SVD of a "
+                            "matrix (PNG)")
+    p.add_argument("kind", choices=["digits", "rd", "prior", "spectrum-fit", "svd-matrix"],
+                   help="digits: originals, codes and reconstructions of one model; rd: "
+                        "rate–distortion of several; prior: the noisy-logistic prior at "
+                        "several scales; spectrum-fit: fitting a symmetric matrix to "
+                        "--eigenvalues through eigh, from --starts random starts; svd-matrix: "
+                        "singular values and A / A_r / |A − A_r| of --matrix (default: a "
+                        "noisy rank-6 matrix)")
+    p.add_argument("--models", nargs="+", help="digits: one model; rd: one or more")
+    p.add_argument("--eigenvalues", type=float, nargs="+", default=[-1., .5, 2., 3.],
+                   help="spectrum-fit: target eigenvalues")
+    p.add_argument("--starts", type=int, default=4, help="spectrum-fit: random starts")
+    p.add_argument("--matrix", help="svd-matrix: a 2-D .npy matrix")
+    p.add_argument("--ranks", type=int, nargs="+", default=[2, 6],
+                   help="svd-matrix: ranks to show")
     p.add_argument("--split", default=None, help="TFDS split (digits: test[48:64], "
                                                  "rd: test)")
     p.add_argument("--output", default=None)
@@ -258,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "figure":
         args.split = args.split or ("test[48:64]" if args.kind == "digits" else "test")
         args.output = args.output or f"{args.kind}.png"
+        if args.kind == "spectrum-fit" and not 1 <= args.starts <= 20:
+            print("rdpipe: error: --starts must be in [1, 20]", file=sys.stderr)
+            return 2
     if getattr(args, "num", 1) < 1 or getattr(args, "bytes", 1) < 0:
         print("rdpipe: error: --num must be ≥ 1 and --bytes ≥ 0", file=sys.stderr)
         return 2

@@ -96,6 +96,38 @@ def test_random_payloads_sample_distinct_digit_like_images(tiny_model, tmp_path,
     assert "16 samples (16 distinct" in capsys.readouterr().out
 
 
+def _panels_with_ink(path: Path, columns: int) -> int:
+    """How many of `columns` equal vertical strips of a PNG hold a drawing (non-white)."""
+    picture = np.asarray(Image.open(path).convert("L"), np.float64)
+    strips = np.array_split(picture, columns, axis=1)
+    return sum(float((strip < 200).mean()) > .01 for strip in strips)
+
+
+def test_figure_commands_for_the_prior_the_spectrum_fit_and_a_matrix_svd(tmp_path, capsys):
+    assert main(["figure", "prior", "--output", str(tmp_path / "prior.png")]) == 0
+    assert _panels_with_ink(tmp_path / "prior.png", 2) == 2
+    assert main(["figure", "spectrum-fit", "--starts", "3", "--eigenvalues", "-1", "2", "3",
+                 "--output", str(tmp_path / "fit.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("start ") == 3 and _panels_with_ink(tmp_path / "fit.png", 2) == 2
+    assert main(["figure", "svd-matrix", "--ranks", "2", "6", "--output",
+                 str(tmp_path / "m" / "matrix.png")]) == 0
+    panels = tmp_path / "m" / "matrix_approximations.png"
+    assert _panels_with_ink(panels, 3) == 3
+    assert (tmp_path / "m" / "matrix_spectrum.png").stat().st_size > 10_000
+    assert main(["figure", "digits", "--output", str(tmp_path / "x.png")]) == 2
+    assert "needs --models" in capsys.readouterr().err
+
+
+def test_fit_spectrum_keeps_its_history():
+    from codec.layers.spectral import fit_spectrum
+    fit = fit_spectrum([1., 2.], seed=1, tolerance=1e-6)
+    assert fit.loss_history.shape == (fit.steps,) and fit.eigenvalue_history.shape == (
+        fit.steps, 2)
+    assert fit.loss_history[0] > 100 * fit.loss_history[-1]
+    np.testing.assert_allclose(fit.eigenvalue_history[-1], [1., 2.], atol=.01)
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(
         int(n).to_bytes(4, "big") for n in array.shape)

@@ -157,9 +157,11 @@ def svd_approximation_panels(original: np.ndarray, kind: str, approximations: li
     fig, axes = plt.subplots(rows, 3, figsize=(13, 3.6 * rows), squeeze=False)
     grey = original.shape[-1] == 1
 
+    limits = float(original.min()), float(original.max())   # one scale for A and A_r
+
     def show(ax, picture, title):
         if kind == "matrix":
-            image = ax.imshow(picture[..., 0], cmap="viridis")
+            image = ax.imshow(picture[..., 0], cmap="viridis", vmin=limits[0], vmax=limits[1])
             fig.colorbar(image, ax=ax, fraction=.046)
         else:
             ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None,
@@ -179,6 +181,58 @@ def svd_approximation_panels(original: np.ndarray, kind: str, approximations: li
         row[2].set_title("|error| in " + ("grey levels" if kind == "image" else "matrix units"))
         row[2].axis("off")
         fig.colorbar(image, ax=row[2], fraction=.046)
+    return _save(fig, path)
+
+
+def prior_figure(path: str | Path, scales=(.25, .5, 1., 2., 4.)) -> Path:
+    """The MNIST codec's prior (codec/entropy/priors.NoisyLogistic: a logistic convolved with
+    U(−½, ½)) at several scales: its density beside the plain logistic's, and the bin masses at
+    the integers, which are the coding tables' probabilities (log scale: the bits of a symbol
+    are −log₂ of them)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from codec.entropy.priors import NoisyLogistic  # pylint: disable=import-outside-toplevel
+    fig, (density, masses) = plt.subplots(1, 2, figsize=(13, 4.5))
+    y = np.linspace(-8, 8, 801)
+    for index, scale in enumerate(scales):
+        colour = f"C{index}"
+        prior = NoisyLogistic(0., tf.constant(float(scale), tf.float64))
+        noisy = prior.prob(tf.constant(y)).numpy()
+        z = y / scale
+        logistic = np.exp(-z) / (scale * (1 + np.exp(-z)) ** 2)
+        density.plot(y, noisy, color=colour, label=f"noisy logistic, s = {scale:g}")
+        density.plot(y, logistic, ":", color=colour)
+        bins = np.arange(-8, 9)
+        mass = prior.prob(tf.constant(bins, tf.float64)).numpy()
+        masses.semilogy(bins, mass, "o-", color=colour, label=f"s = {scale:g}: "
+                        f"P(0) = {mass[8]:.3f} ({-np.log2(mass[8]):.2f} bits)")
+    density.set(xlabel="latent value y", ylabel="density",
+                title="prior density: noisy (solid) vs plain logistic (dotted)")
+    masses.set(xlabel="quantized latent ŷ", ylabel="probability of the bin",
+               title="bin probabilities (what the entropy coder uses)")
+    for ax in (density, masses):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=.3)
+    return _save(fig, path)
+
+
+def spectrum_fit_figure(fits: list, target: np.ndarray, path: str | Path) -> Path:
+    """`fit_spectrum` from several random starts: loss per step (log), and the eigenvalue
+    trajectories of the first start against the target (dashed)."""
+    fig, (losses, paths) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for index, (seed, fit) in enumerate(fits):
+        losses.semilogy(np.arange(1, fit.steps + 1), fit.loss_history, color=f"C{index}",
+                        label=f"start {seed}: {fit.steps} steps")
+    losses.set(xlabel="Adam step", ylabel="mean squared eigenvalue error",
+               title="convergence from several random starts")
+    seed, first = fits[0]
+    for k in range(first.eigenvalue_history.shape[1]):
+        paths.plot(np.arange(1, first.steps + 1), first.eigenvalue_history[:, k], color=f"C{k}")
+        paths.axhline(np.sort(target)[k], color=f"C{k}", ls="--", lw=.8)
+    paths.set(xlabel="Adam step", ylabel="eigenvalue",
+              title=f"eigenvalues of (P + Pᵀ)/2 (start {seed}); target dashed")
+    for ax in (losses, paths):
+        ax.grid(alpha=.3)
+    losses.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -154,6 +154,8 @@ class SpectrumFit(NamedTuple):
     eigenvalues: np.ndarray     # its eigenvalues (ascending)
     loss: float                 # final mean squared eigenvalue error
     steps: int
+    loss_history: np.ndarray    # loss before each step, [steps]
+    eigenvalue_history: np.ndarray   # eigenvalues (ascending) before each step, [steps, n]
 
 
 def _symmetric(parameters: tf.Tensor) -> tf.Tensor:
@@ -186,24 +188,30 @@ def fit_spectrum(target_eigenvalues, *, method: str = "tape", learning_rate: flo
 
     @tf.function
     def tape_step():
+        eigenvalues = tf.linalg.eigvalsh(_symmetric(parameters))
         with tf.GradientTape() as tape:
             loss = _spectrum_loss(parameters, target_t)
         optimizer.apply_gradients([(tape.gradient(loss, parameters), parameters)])
-        return loss
+        return loss, eigenvalues
 
     @tf.function
     def minimize_step():
+        eigenvalues = tf.linalg.eigvalsh(_symmetric(parameters))
+        loss = _spectrum_loss(parameters, target_t)
         optimizer.minimize(lambda: _spectrum_loss(parameters, target_t), [parameters])
-        return _spectrum_loss(parameters, target_t)
+        return loss, eigenvalues
 
     step = tape_step if method == "tape" else minimize_step
+    losses, trajectory = [], []
     for i in range(1, max_steps + 1):
-        loss = float(step())
-        if loss <= tolerance:
+        loss, eigenvalues = step()
+        losses.append(float(loss))
+        trajectory.append(eigenvalues.numpy())
+        if float(_spectrum_loss(parameters, target_t)) <= tolerance:
             break
     else:
         raise RuntimeError(f"fit_spectrum did not reach tolerance {tolerance} in {max_steps} "
-                           f"steps (loss {loss:.3g}); raise max_steps or learning_rate")
+                           f"steps (loss {losses[-1]:.3g}); raise max_steps or learning_rate")
     matrix = _symmetric(parameters).numpy()
     return SpectrumFit(matrix, np.linalg.eigvalsh(matrix), float(
-        _spectrum_loss(parameters, target_t)), i)
+        _spectrum_loss(parameters, target_t)), i, np.array(losses), np.array(trajectory))
