@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from cli.common import CliError, read_npy_images
+from codec.entropy import container
 
 MS_SSIM_MIN_SIDE = 176   # tf.image.ssim_multiscale's five scales of an 11-pixel window
 MS_SSIM_MAX_PIXELS = 4096 * 4096   # --metrics on bigger photos: PSNR only (memory)
@@ -29,6 +30,7 @@ class Row:
     width: int
     file_bytes: int
     information_bits: float | None = None
+    payload_bytes: int | None = None      # the coded strings inside the container
     psnr: float | None = None
     ms_ssim: float | None = None
 
@@ -119,7 +121,8 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
             target = out_dir / f"{item_name}.bin"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-            row = Row(item_name + ".bin", image.shape[0], image.shape[1], len(data), bits)
+            row = Row(item_name + ".bin", image.shape[0], image.shape[1], len(data), bits,
+                      payload_bytes=sum(map(len, container.unpack(data).segments)))
             if metrics:
                 _measure(row, image, photo_codec.decode_file(backend, data)[0])
             rows.append(row)
@@ -163,9 +166,13 @@ def _print_summary(rows: list[Row], out_dir: Path) -> None:
     count = f"{len(rows)} image" + ("s" if len(rows) > 1 else "")
     line = f"{count}: {total:,} bytes, {8 * total / pixels:.3f} bpp"
     info = [r.information_bits for r in rows if r.information_bits is not None]
+    payload = [r.payload_bytes for r in rows if r.payload_bytes is not None]
     if len(info) == len(rows) and pixels / len(rows) <= 4096:   # digits: bits per image
-        line += (f" ({8 * total / len(rows):.1f} bits/image; information content "
-                 f"{np.mean(info):.1f} bits/image)")
+        # A digit's string is a few bytes; the container header (model name, λ, tables
+        # fingerprint, size: schemas/container.md) is most of a small file, so say so.
+        line += (f" in files, of which {total - sum(payload):,} bytes container headers; "
+                 f"payload {8 * sum(payload) / len(rows):.1f} bits/image, information content "
+                 f"{np.mean(info):.1f} bits/image")
     elif len(info) == len(rows):
         line += f" (information content {sum(info) / pixels:.3f} bpp)"
     psnrs = [r.psnr for r in rows if r.psnr is not None]

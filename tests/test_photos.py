@@ -295,7 +295,13 @@ def test_client_round_trip_follows_the_model_signature(image_models, tiny_model,
         Image.fromarray(test_digits[0][0, ..., 0]).convert("RGB").save(tmp_path / "digit.png")
         assert main(["client", "compress", str(tmp_path / "digit.png"), "--server", target,
                      "--model", "mnist_l500", "--output-dir", str(tmp_path / "mnist")]) == 0
-        assert "colour image converted to greyscale" in capsys.readouterr().err
+        captured = capsys.readouterr()
+        assert "colour image converted to greyscale" in captured.err
+        data = (tmp_path / "mnist" / "digit.bin").read_bytes()
+        payload = len(container.unpack(data).segments[0])
+        assert (f"1 image: {len(data)} bytes, {8 * len(data) / 784:.3f} bpp in files, of which "
+                f"{len(data) - payload} bytes container headers; payload {8 * payload:.1f} "
+                "bits/image") in captured.out
         assert main(["decompress", str(tmp_path / "mnist" / "digit.bin"), "--model",
                      str(tiny_model), "--output-dir", str(tmp_path / "mnist")]) == 0
         assert np.asarray(Image.open(tmp_path / "mnist" / "digit.png")).shape == (28, 28)
