@@ -66,6 +66,14 @@ def test_new_version_is_served_without_restart_and_broken_ones_are_refused(serve
         model_spec={"name": "mnist_l500"}))
     states = {s.version: s.state for s in status.model_version_status}
     assert states[2] == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    # Version 1 unloads after version 2 is available: poll for it, with a deadline.
+    deadline = time.monotonic() + 60
+    while states[1] != get_model_status_pb2.ModelVersionStatus.END and \
+            time.monotonic() < deadline:
+        time.sleep(.05)
+        states = {s.version: s.state for s in models.GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "mnist_l500"}),
+            timeout=30).model_version_status}
     assert states[1] == get_model_status_pb2.ModelVersionStatus.END
     # A version whose graph is garbage (corrupt copy) is refused, version 2 keeps serving.
     # Built outside the base path and moved in at once: the poller must never see the good

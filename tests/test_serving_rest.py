@@ -145,7 +145,37 @@ def test_concurrent_requests_are_batched_and_errors_stay_with_their_request(
     values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
               if line.startswith("rdpipe_serving_batch_size_")}
     assert values[f"rdpipe_serving_batch_size_sum{labels}"] == 24  # each example once
-    assert values[f"rdpipe_serving_batch_size_count{labels}"] < 24  # requests shared batches
+    # (Whether these requests shared batches depends on their arrival times; that requests
+    # queued together are batched is tested deterministically below.)
+
+
+def test_queued_requests_are_batched_deterministically():
+    """The batcher's worker is held inside a first, full batch (an event) while 23
+    single-row requests queue up: once released, they run as ⌈23 / 8⌉ = 3 batches of at most
+    8 rows, each result split back to its request. No timing is involved: the batch window is
+    an hour, and the batches close because they are full or the queue is drained."""
+    import threading
+    from serving.batching import _Queue
+    started, release = threading.Event(), threading.Event()
+    batches = []
+
+    def run(inputs):
+        if not batches:
+            started.set()
+            assert release.wait(60), "never released"
+        batches.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+    queue = _Queue(run, BatchingParameters(max_batch_size=8, batch_timeout_micros=3_600_000_000),
+                   on_batch=lambda rows: None)
+    first = queue.submit({"x": np.zeros(8, int)}, 8)       # full: runs at once
+    assert started.wait(60)                      # the worker is busy with request 0
+    futures = [queue.submit({"x": np.array([i])}, 1) for i in range(1, 24)]
+    queue.close()                                # drain: the last, partial batch runs too
+    release.set()
+    assert first.result(60)["y"].tolist() == [0] * 8
+    assert [f.result(60)["y"].tolist() for f in futures] == [[2 * i] for i in range(1, 24)]
+    assert batches == [8, 8, 8, 7]
 
 
 def test_metrics_count_requests_and_model_events(served, test_digits):
@@ -248,6 +278,17 @@ def test_batching_parameters_file_and_json_logs():
     assert entry["message"] == "load m" and entry["event"] == "load" and entry["version"] == 3
 
 
+def _readline(stream, timeout: float) -> str:
+    """One line from a subprocess pipe, or "" after `timeout` seconds (never blocks longer)."""
+    import selectors
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    try:
+        return stream.readline() if selector.select(timeout) else ""
+    finally:
+        selector.close()
+
+
 def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digits):
     """The newcomer flow: `rdpipe serve` as its own process, then `rdpipe client`."""
     import shutil
@@ -258,8 +299,8 @@ def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digit
          str(tmp_path / "m"), "--port", "0", "--rest-port", "0", "--enable-batching"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = server.stdout.readline()
-        assert line.startswith("serving"), server.stderr.read()
+        line = _readline(server.stdout, timeout=120)
+        assert line.startswith("serving"), f"no start-up line within 120 s: {line!r}"
         grpc_port = int(line.split("gRPC 127.0.0.1:")[1].split(",")[0])
         Image.fromarray(test_digits[0][0, ..., 0]).save(tmp_path / "digit.png")
         run = [sys.executable, "-m", "cli.main", "client"]
@@ -276,5 +317,6 @@ def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digit
     finally:
         server.terminate()
         server.wait(30)
-    log_lines = [json.loads(l) for l in server.stderr.read().splitlines() if l.startswith("{")]
+    log_lines = [json.loads(l) for l in server.communicate(timeout=30)[1].splitlines()
+                 if l.startswith("{")]
     assert any(e.get("event") == "load" and e.get("model") == "mnist_l500" for e in log_lines)
