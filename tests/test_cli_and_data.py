@@ -32,7 +32,20 @@ def test_compress_then_decompress_files(tiny_model, test_digits, tmp_path, capsy
                  "--output-dir", str(tmp_path / "png")]) == 0
     decoded = np.asarray(Image.open(tmp_path / "png" / "one.png"))
     assert decoded.shape == (28, 28) and decoded.dtype == np.uint8
-    assert np.abs(decoded.astype(int) - digits[0]).mean() < 40
+    # Exactly what the in-process codec decodes from the same bytes, and near the model's
+    # measured quality (a constant or blurring decoder fails: tests/quality_floors.py).
+    from codec.saved_codec import SavedCodec
+    from quality_floors import TINY_MNIST_MAE_FIRST5, assert_mnist_quality, constant_decoder
+    codec = SavedCodec(tiny_model)
+    reference = codec.decompress(codec.compress(digits[..., None])[0])[..., 0]
+    np.testing.assert_array_equal(decoded, reference[0])
+    decoded_all = np.stack([np.asarray(Image.open(tmp_path / "png" / f"digits_{i:05d}.png"))
+                            for i in range(5)])
+    np.testing.assert_array_equal(decoded_all, reference)
+    assert_mnist_quality(digits, decoded_all, mae_floor=1.2 * TINY_MNIST_MAE_FIRST5)
+    with pytest.raises(AssertionError, match="floor"):     # …which a constant decoder fails
+        assert_mnist_quality(digits, constant_decoder(digits),
+                             mae_floor=1.2 * TINY_MNIST_MAE_FIRST5)
 
 
 def test_cli_errors_are_clear(tiny_model, tmp_path, capsys):

@@ -8,6 +8,8 @@ import tensorflow as tf
 from codec.eval.evaluation import coded_bits, evaluate_codec
 from codec.models.mnist import MNISTCodec, MNISTCompressionTrainer, to_unit_float
 from codec.saved_codec import DecodeError, InputError, SavedCodec
+from quality_floors import (MNIST_MAE_FLOOR, MNIST_PSNR_FLOOR_DB, assert_mnist_quality,
+                            blurred, constant_decoder, mae)
 
 
 def test_architecture_matches_the_tutorial():
@@ -73,9 +75,19 @@ def test_reloaded_model_decodes_strings_made_before_the_save(tiny_model, test_di
 def test_evaluation_reports_real_numbers(tiny_model, test_digits):
     result = evaluate_codec(SavedCodec(tiny_model), test_digits[0][:300], batch_size=128)
     assert result["num_images"] == 300
-    assert 0 < result["mae"] < .2 and result["psnr"] > 10
+    assert 0 < result["mae"] <= MNIST_MAE_FLOOR and result["psnr"] >= MNIST_PSNR_FLOOR_DB
     assert result["bits_per_digit"] == pytest.approx(result["bits"].mean())
     assert result["compress_per_s"] > 0 and result["decompress_per_s"] > 0
+
+
+def test_floors_reject_a_constant_decoder(test_digits):
+    """The test of the tests: a decoder that outputs the mean digit, or blurs every digit by
+    σ = 2 px, fails the floors the tiny model's tests use."""
+    digits = test_digits[0][:300]
+    for broken in (constant_decoder(digits), blurred(digits)):
+        with pytest.raises(AssertionError, match="floor"):
+            assert_mnist_quality(digits, broken)
+    assert mae(digits, constant_decoder(digits)) > MNIST_MAE_FLOOR
 
 
 @pytest.mark.parametrize("make_bad, why", [
