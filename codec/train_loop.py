@@ -241,6 +241,9 @@ def train_steps(trainer, batch_of_step: Callable[[int, int], np.ndarray], output
     if step == total_steps and manager.latest_checkpoint != str(directory / f"ckpt-{step}"):
         manager.save(checkpoint_number=step)
     seconds = time.perf_counter() - started
+    if not chief:      # another worker's scratch checkpoints: only the chief's are kept
+        import shutil
+        shutil.rmtree(directory, ignore_errors=True)
     if reason and verbose and chief:
         print(f"{label}stopped ({reason}) at step {step:,}; checkpoint written, run again to "
               "resume", flush=True)
