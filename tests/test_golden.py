@@ -1,0 +1,62 @@
+"""Golden artefacts of today's formats (tests/golden/, written once by make_golden.py) decode
+with today's code: a container file, the raw signature string inside it, and the image the
+decoder returned when they were written. A format change must keep these passing."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cli.main import main
+from codec.entropy import container
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+NAME = "bls2017-q1_kodim23"
+
+
+def _expected() -> np.ndarray:
+    return np.asarray(Image.open(GOLDEN / f"{NAME}.png"))
+
+
+def _assert_decodes_to_golden(decoded: np.ndarray) -> None:
+    """Equal to the recorded decode. The entropy decoding is integer arithmetic, exact on any
+    machine; the synthesis transform is float32, whose rounding may move a pixel by one grey
+    level on another CPU: the pixels must agree within 1 and almost all exactly."""
+    expected = _expected()
+    assert decoded.shape == expected.shape == (64, 96, 3)
+    difference = np.abs(decoded.astype(int) - expected.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < .01
+
+
+def test_golden_files_are_the_ones_recorded():
+    for name, entry in MANIFEST["files"].items():
+        data = (GOLDEN / name).read_bytes()
+        assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == \
+            entry["sha256"], f"{name} changed: rewrite it only with make_golden.py"
+
+
+def test_golden_raw_string_decodes_with_todays_code():
+    from codec import zoo
+    from codec.saved_codec import SavedCodec
+    string = (GOLDEN / f"{NAME}.string").read_bytes()
+    assert f"0x{string[0]:02x}" == MANIFEST["bitstream_format_byte"]    # portable coder, v1
+    codec = SavedCodec(zoo.resolve_model(MANIFEST["model"]))
+    _assert_decodes_to_golden(codec.decompress([string])[0])
+    images, ok = codec.decompress_with_status([string])
+    assert ok.tolist() == [True]
+
+
+def test_golden_container_decodes_by_the_model_it_names(tmp_path):
+    data = (GOLDEN / f"{NAME}.bin").read_bytes()
+    header = container.unpack(data)
+    assert (header.model, header.width, header.height, header.channels) == \
+        (MANIFEST["model"], 96, 64, 3)
+    assert data[4] == MANIFEST["container_version"] == 1
+    assert header.segments[0] == (GOLDEN / f"{NAME}.string").read_bytes()
+    assert main(["decompress", str(GOLDEN / f"{NAME}.bin"), "--output-dir", str(tmp_path),
+                 "--quiet"]) == 0                      # no --model: the header names it
+    _assert_decodes_to_golden(np.asarray(Image.open(tmp_path / f"{NAME}.png")))
