@@ -10,6 +10,7 @@ import logging
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -320,3 +321,35 @@ def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digit
     log_lines = [json.loads(l) for l in server.communicate(timeout=30)[1].splitlines()
                  if l.startswith("{")]
     assert any(e.get("event") == "load" and e.get("model") == "mnist_l500" for e in log_lines)
+
+
+def test_a_full_batching_queue_refuses_with_unavailable(served, test_digits):
+    """Back-pressure: over `max_enqueued_batches` the queue refuses at once (TF Serving answers
+    UNAVAILABLE, "the batch scheduling queue … is full", so clients retry), deterministically:
+    a queue that holds no work refuses every batched request; one held busy refuses the row
+    that does not fit."""
+    import threading
+    from serving.batching import Batcher, QueueFullError, _Queue
+    from serving.predict import Predictor, RequestError
+    full = Predictor(served.registry, Batcher(BatchingParameters(max_batch_size=8,
+                                                                 max_enqueued_batches=0)))
+    with pytest.raises(RequestError) as error:
+        full.predict("mnist_l500", None, "compress", {"images": test_digits[0][:1]})
+    assert error.value.code == "UNAVAILABLE" and "queue is full" in str(error.value)
+    open_ = Predictor(served.registry, Batcher(BatchingParameters(max_batch_size=8)))
+    assert len(open_.predict("mnist_l500", None, "compress",
+                             {"images": test_digits[0][:1]}).outputs["strings"]) == 1
+    release = threading.Event()
+    queue = _Queue(lambda inputs: release.wait(60) and inputs,
+                   BatchingParameters(max_batch_size=2, batch_timeout_micros=3_600_000_000,
+                                      max_enqueued_batches=1), on_batch=lambda rows: None)
+    running = queue.submit({"x": np.zeros(2)}, 2)            # full batch: the worker takes it
+    deadline = time.monotonic() + 60
+    while queue._tasks and time.monotonic() < deadline:     # pylint: disable=protected-access
+        time.sleep(.01)
+    queued = queue.submit({"x": np.zeros(2)}, 2)             # fills the one allowed batch
+    with pytest.raises(QueueFullError):
+        queue.submit({"x": np.zeros(1)}, 1)
+    release.set()
+    queue.close()
+    assert running.result(60)["x"].shape == (2,) and queued.result(60)["x"].shape == (2,)
