@@ -60,3 +60,35 @@ def test_golden_container_decodes_by_the_model_it_names(tmp_path):
     assert main(["decompress", str(GOLDEN / f"{NAME}.bin"), "--output-dir", str(tmp_path),
                  "--quiet"]) == 0                      # no --model: the header names it
     _assert_decodes_to_golden(np.asarray(Image.open(tmp_path / f"{NAME}.png")))
+
+
+def test_one_corrupt_tile_fails_its_file_alone(tmp_path, capsys):
+    """A container with a valid header whose tile string is damaged is refused with a clear
+    error; the other files of the same call are decoded."""
+    data = bytearray((GOLDEN / f"{NAME}.bin").read_bytes())
+    for i in range(len(data) - 30, len(data)):          # inside the tile's payload
+        data[i] ^= 0x5a
+    (tmp_path / "broken.bin").write_bytes(bytes(data))
+    (tmp_path / "good.bin").write_bytes((GOLDEN / f"{NAME}.bin").read_bytes())
+    container.unpack(bytes(data))                        # the header still parses
+    out = tmp_path / "out"
+    assert main(["decompress", str(tmp_path / "broken.bin"), str(tmp_path / "good.bin"),
+                 "--output-dir", str(out), "--quiet"]) == 2
+    assert "broken.bin" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    _assert_decodes_to_golden(np.asarray(Image.open(out / "good.png")))
+
+
+def test_encode_image_checks_its_arguments_before_any_transform():
+    import pytest
+    from codec import photo_codec, zoo
+    from codec.saved_codec import SavedCodec
+    codec = SavedCodec(zoo.resolve_model(MANIFEST["model"]))
+    image = np.asarray(Image.open(GOLDEN / f"{NAME}.png"))
+    with pytest.raises(ValueError, match="1 channels, the model codes 3"):
+        photo_codec.encode_image(codec, image[..., :1])
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (8193, 8193, 3))   # no memory used
+    with pytest.raises(ValueError, match="64 MP"):
+        photo_codec.encode_image(codec, huge)
+    with pytest.raises(ValueError, match="tile"):
+        photo_codec.encode_image(codec, image, tile=7)
