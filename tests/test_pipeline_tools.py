@@ -33,6 +33,36 @@ def test_kubeflow_spec_names_every_component_and_the_recurring_run(tmp_path):
     assert recurring["max_concurrency"] == 1
 
 
+def test_rdpipe_pipeline_compile_kubeflow_command_writes_a_spec_that_parses(tmp_path, capsys):
+    """What users call: the CLI verb, its --set override and its output files."""
+    from cli.main import main
+    assert main(["pipeline", "compile-kubeflow", "--config", "mnist", "--set", "epochs=3",
+                 "--output-dir", str(tmp_path), "--image", "registry/rdpipe:7",
+                 "--cron", "30 2 * * 1"]) == 0
+    written = [Path(line.removeprefix("wrote ")) for line in
+               capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert len(written) == 2 and all(p.is_file() for p in written)
+    spec = json.loads(written[0].read_text())
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "Pusher.lmbda_300" in tasks and "registry/rdpipe:7" in written[0].read_text()
+    def strings(node):
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+    trainer_configs = [json.loads(text) for text in strings(spec)
+                       if text.startswith("{") and '"family"' in text]
+    assert len(trainer_configs) == 3                       # one Trainer per λ
+    assert {c["epochs"] for c in trainer_configs} == {3}   # the --set override reached them
+    assert json.loads(written[1].read_text())["trigger"]["cron_schedule"]["cron"] == \
+        "0 30 2 * * 1"
+    assert main(["pipeline", "compile-kubeflow", "--config", "nope"]) == 2
+
+
 def test_cron_and_config_errors_are_clear():
     with pytest.raises(ValueError, match="5 .* fields"):
         kfp_cron("every night")
