@@ -64,11 +64,8 @@ def rdpipe_side(args) -> dict:
     step_fn = tf.function(trainer.optimize, input_signature=[
         tf.TensorSpec((args.batch_size, args.patch_size, args.patch_size, 3), tf.uint8),
         tf.TensorSpec((2,), tf.int64)], autograph=False)
-    step_number = [0]
-
-    def step(batch):
-        out = step_fn(tf.constant(batch), tf.constant([args.seed, step_number[0]], tf.int64))
-        step_number[0] += 1
+    def step(batch, step_number):   # stateless noise of this step: resumes exactly
+        out = step_fn(tf.constant(batch), tf.constant([args.seed, step_number], tf.int64))
         return {k: float(out[k]) for k in ("loss", "bpp", "mse")}
 
     def make_codec():
@@ -81,13 +78,6 @@ def rdpipe_side(args) -> dict:
     manager = tf.train.CheckpointManager(checkpoint, args.checkpoint_dir, max_to_keep=2)
     checkpoints = race_loop.Checkpoints(manager, args.checkpoint_dir)
     kodak = race_loop.load_kodak(args.kodak, args.kodak_limit)
-    original_restore = checkpoints.restore
-
-    def restore():                 # the noise seed follows the restored step
-        state = original_restore()
-        step_number[0] = state["step"]
-        return state
-    checkpoints.restore = restore
     result = race_loop.run(args, step, make_codec, image_eval.ms_ssim, kodak, checkpoints)
     if result is None:
         return None

@@ -2,8 +2,8 @@
 the TensorFlow Compression peer in .venv-peer — so that they see the same crops in the same
 order, take the same number of steps and are measured the same way. numpy + Pillow only.
 
-A side provides `train_step(batch uint8 [B, P, P, 3]) -> dict of floats` (one optimizer step,
-returning at least `loss`, `bpp`, `mse`) and `codec(images) -> (strings, decoded)` (actual
+A side provides `train_step(batch uint8 [B, P, P, 3], step) -> dict of floats` (one optimizer
+step at step number `step`, returning at least `loss`, `bpp`, `mse`) and `codec(images) -> (strings, decoded)` (actual
 entropy-coded bytes per Kodak image and the decoded uint8 images), built after each budget.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def run(args, train_step: Callable, make_codec: Callable, ms_ssim: Callable,
         while step < budget:
             batch = sampler.batch(args.seed, step, args.batch_size)
             start = time.perf_counter()
-            metrics = train_step(batch)
+            metrics = train_step(batch, step)
             if timed_steps >= 5:     # the first steps after a (re)start trace and compile
                 state["train_seconds"] += time.perf_counter() - start
                 state["timed_steps"] += 1

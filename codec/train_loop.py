@@ -69,8 +69,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def is_chief() -> bool:
     """True unless TF_CONFIG names this process a non-chief worker of a cluster."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task, cluster = config.get("task", {}), config.get("cluster", {})
     if not task:
         return True
     if "chief" in cluster:

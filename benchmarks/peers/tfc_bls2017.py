@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     model = Reference(args.lmbda, args.filters)
     kodak = race_loop.load_kodak(args.kodak, args.kodak_limit)
 
-    def step(batch):
+    def step(batch, step_number):   # TFC's noise comes from TF's global RNG
         return {k: float(v) for k, v in model.train_step(tf.constant(batch)).items()}
 
     checkpoint = tf.train.Checkpoint(analysis=model.analysis, synthesis=model.synthesis,
