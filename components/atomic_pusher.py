@@ -39,7 +39,14 @@ def atomic_copy_version(model_path: str, base_directory: str) -> tuple[str, str]
     while fileio.exists(os.path.join(base_directory, str(version))):
         version += 1
     staging = os.path.join(base_directory, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
-    io_utils.copy_dir(model_path, staging)
+    try:
+        io_utils.copy_dir(model_path, staging)
+    except BaseException:
+        # A failed copy leaves nothing behind: no version folder, and no staging folder to
+        # pile up (a kill -9 can still leave one; servers ignore non-numeric names).
+        if fileio.exists(staging):
+            fileio.rmtree(staging)
+        raise
     final = os.path.join(base_directory, str(version))
     fileio.rename(staging, final)
     return final, str(version)

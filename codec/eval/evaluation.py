@@ -23,17 +23,22 @@ def evaluate_codec(codec: SavedCodec, images: np.ndarray, batch_size: int = 1000
 
     Keys: bits_per_digit (actual, 8×bytes), information_bits (−log2 p under the continuous
     prior), mae ([0,1]), psnr (dB, on 0–255), compress_per_s / decompress_per_s (images/s,
-    excluding a first warm-up batch), num_images, and per-image `bits` / `information` arrays.
+    excluding a first warm-up batch), num_images, failed_sanity_check (strings the decoder's
+    check rejects: a working codec has 0; the gate refuses any other count) and per-image
+    `bits` / `information` arrays.
     """
-    codec.decompress(codec.compress(images[:2])[0])  # warm-up: trace both signatures
+    codec.decompress_with_status(codec.compress(images[:2])[0])  # warm-up: trace both
     strings, info, recon = [], [], []
     compress_s = decompress_s = 0.
+    failed = 0
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         t0 = time.perf_counter()
         s, i = codec.compress(batch)
         t1 = time.perf_counter()
-        recon.append(codec.decompress(s))
+        decoded, ok = codec.decompress_with_status(s)
+        recon.append(decoded)
+        failed += int((~ok).sum())
         decompress_s += time.perf_counter() - t1
         compress_s += t1 - t0
         strings += s
@@ -44,6 +49,7 @@ def evaluate_codec(codec: SavedCodec, images: np.ndarray, batch_size: int = 1000
     mse = np.mean((recon.astype(np.float64) - images.astype(np.float64)) ** 2)
     return {
         "num_images": int(len(images)),
+        "failed_sanity_check": failed,
         "bits_per_digit": float(bits.mean()),
         "information_bits": float(info.mean()),
         "mae": mean_absolute_error(images, recon),

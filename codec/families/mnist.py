@@ -27,7 +27,7 @@ def eval_images(file_patterns, limit=None):
 def measure(codec, images, lmbda: float) -> dict:
     result = evaluate_codec(codec, images)
     metrics = {k: result[k] for k in ("bits_per_digit", "information_bits", "mae", "psnr",
-                                      "num_images")}
+                                      "num_images", "failed_sanity_check")}
     metrics["objective"] = metrics["bits_per_digit"] + lmbda * metrics["mae"]
     return metrics
 
