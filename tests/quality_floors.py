@@ -34,6 +34,12 @@ def constant_decoder(digits: np.ndarray) -> np.ndarray:
     return np.broadcast_to(mean, digits.shape).astype(np.uint8)
 
 
+def flat_colour(image: np.ndarray) -> np.ndarray:
+    """What an image decoder that ignores its input does at best: the image's mean colour."""
+    mean = np.round(image.reshape(-1, image.shape[-1]).astype(np.float64).mean(axis=0))
+    return np.broadcast_to(mean, image.shape).astype(np.uint8)
+
+
 def blurred(digits: np.ndarray, sigma: float = 2.) -> np.ndarray:
     """Each digit blurred with a Gaussian of `sigma` px: a decoder that lost the detail."""
     from scipy.ndimage import gaussian_filter  # pylint: disable=import-outside-toplevel

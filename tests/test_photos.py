@@ -241,6 +241,12 @@ def test_cli_round_trip_of_photos_with_metrics(image_models, tmp_path, capsys):
     assert main(["decompress", str(tmp_path / "bin" / "*.bin"), str(tmp_path / "bin" / "sub"),
                  "--model", model, "--output-dir", str(tmp_path / "png")]) == 0
     decoded = np.asarray(Image.open(tmp_path / "png" / "colour.png"))
+    # The CLI writes and reads exactly what the library does on the same bytes.
+    from codec.saved_codec import SavedCodec
+    library = SavedCodec(image_models[0])
+    data = (tmp_path / "bin" / "colour.bin").read_bytes()
+    assert data == photo_codec.encode_image(library, _kodak_crop(), tile=64)[0]
+    np.testing.assert_array_equal(decoded, photo_codec.decode_file(library, data)[0])
     assert decoded.shape == (96, 128, 3)
     assert main(["decompress", str(bins[0]), "--model", model, "--format", "webp",
                  "--output-dir", str(tmp_path / "prev")]) == 0
@@ -285,6 +291,11 @@ def test_client_round_trip_follows_the_model_signature(image_models, tiny_model,
         data = (tmp_path / "bin" / "grey.bin").read_bytes()
         header = container.unpack(data)
         assert (header.model, header.channels, header.tile) == ("images_l0.01", 3, 64)
+        # The served model writes the same tiles as the library on the same pixels.
+        from codec.saved_codec import SavedCodec
+        grey, _ = _load(tmp_path / "grey.png")
+        local_file = photo_codec.encode_image(SavedCodec(image_models[0]), grey, tile=64)[0]
+        assert container.unpack(local_file).segments == header.segments
         assert main(["decompress", str(tmp_path / "bin" / "grey.bin"), "--model",
                      str(image_models[0]), "--output-dir", str(tmp_path / "local")]) == 0
         assert main(["client", "decompress", str(tmp_path / "bin" / "grey.bin"), "--server",
@@ -304,7 +315,10 @@ def test_client_round_trip_follows_the_model_signature(image_models, tiny_model,
                 "bits/image") in captured.out
         assert main(["decompress", str(tmp_path / "mnist" / "digit.bin"), "--model",
                      str(tiny_model), "--output-dir", str(tmp_path / "mnist")]) == 0
-        assert np.asarray(Image.open(tmp_path / "mnist" / "digit.png")).shape == (28, 28)
+        digit = np.asarray(Image.open(tmp_path / "mnist" / "digit.png"))
+        mnist = SavedCodec(tiny_model)
+        np.testing.assert_array_equal(
+            digit, mnist.decompress(mnist.compress(test_digits[0][:1])[0])[0, ..., 0])
     finally:
         server.stop()
 

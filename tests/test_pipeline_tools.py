@@ -100,7 +100,8 @@ def _quick(tmp_path: Path, **changes):
         add_mnist_span(tmp_path / "data", 1)
     return dataclasses.replace(
         MNIST_QUICK, data_root=str(tmp_path / "data"), mnist_folder="span-{SPAN}",
-        max_examples_per_split=600, gate_examples=200, lambdas=MNIST_QUICK.lambdas[:1],
+        max_examples_per_split=600, gate_examples=200, epochs=15,  # 75 steps: a real model
+        lambdas=MNIST_QUICK.lambdas[:1],
         workspace=str(tmp_path / "ws"), serving_dir=str(tmp_path / "serving"), **changes)
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
 from codec.saved_codec import SavedCodec
+from quality_floors import TINY_MNIST_MAE_FIRST5, assert_mnist_quality
 
 
 def _predict(stub, signature, version=None, output_filter=(), **inputs):
@@ -36,8 +37,9 @@ def test_grpc_round_trip_equals_local_codec(served, tiny_model, test_digits):
     assert strings == local.compress(digits)[0]
     assert response.model_spec.version.value == 1
     decoded = _predict(predict, "decompress", strings=np.array(strings, dtype=object))
-    np.testing.assert_array_equal(tf.make_ndarray(decoded.outputs["images"]),
-                                  local.decompress(strings))
+    served = tf.make_ndarray(decoded.outputs["images"])
+    np.testing.assert_array_equal(served, local.decompress(strings))
+    assert_mnist_quality(digits[:5], served[:5], mae_floor=1.2 * TINY_MNIST_MAE_FIRST5)
     everything = set(response.outputs)
     assert {"strings", "model_fingerprint"} <= everything and len(everything) >= 3
     bits_key = sorted(everything - {"strings", "model_fingerprint"})[0]

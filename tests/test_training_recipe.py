@@ -220,14 +220,20 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
 
 def test_mixed_bfloat16_trains_in_bfloat16_and_exports_a_working_codec():
     from codec.models.bls2017 import ImageCodec
-    trainer = build_image_trainer(ImageTrainConfig(filters=8,
-                                                   precision_policy="mixed_bfloat16"))
+    from codec.models.bls2017_train import float32_twin
+    config = ImageTrainConfig(filters=8, precision_policy="mixed_bfloat16")
+    trainer = build_image_trainer(config)
     assert keras.mixed_precision.global_policy().name == "float32"   # restored
     assert trainer.analysis_transform.layers[0].compute_dtype == "bfloat16"
     assert all(v.dtype == tf.float32 for v in trainer.trainable_variables)
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)), tf.uint8)
     losses = [float(trainer.optimize(images)["loss"]) for _ in range(3)]
     assert np.all(np.isfinite(losses))
-    codec = ImageCodec(trainer)
-    decoded = codec.decompress(codec.compress(images[:1, :17, :20])["strings"])["images"]
+    codec = ImageCodec(float32_twin(trainer, config))      # what the export ships
+    assert codec.analysis_transform.layers[0].compute_dtype == "float32"
+    crop = images[:1, :17, :20].numpy()
+    decoded = codec.decompress(codec.compress(crop)["strings"])["images"]
     assert decoded.shape == (1, 17, 20, 3)
+    # The float32 export decodes exactly to the float32 synthesis of its quantized latents.
+    from reference_paths import bls2017_reference_decode
+    np.testing.assert_array_equal(decoded.numpy(), bls2017_reference_decode(codec, crop))
