@@ -6,6 +6,7 @@ Run `rdpipe COMMAND --help` for the options of each command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -172,7 +173,15 @@ def _pipeline_config(args):
         if not sep:
             raise CliError(f"--set takes key=value, got {item!r}")
         overrides[key] = value
-    return get_config(args.config).with_overrides(**overrides)
+    config = get_config(args.config).with_overrides(**overrides)
+    if args.lmbda:
+        chosen = [spec for spec in config.lambdas if spec.lmbda in args.lmbda]
+        unknown = sorted(set(args.lmbda) - {spec.lmbda for spec in chosen})
+        if unknown:
+            raise CliError(f"--lambda {unknown[0]:g} is not an operating point of "
+                           f"{config.name}; it has {[s.lmbda for s in config.lambdas]}")
+        config = dataclasses.replace(config, lambdas=tuple(chosen))
+    return config
 
 
 def cmd_pipeline_compile_kubeflow(args) -> None:
@@ -257,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="mnist | mnist-quick | images | images-quick")
     config_args.add_argument("--set", action="append", metavar="KEY=VALUE",
                              help="override a scalar config field, e.g. --set epochs=3")
+    config_args.add_argument("--lambda", dest="lmbda", action="append", type=float,
+                             metavar="λ", help="only this operating point of the config "
+                                               "(repeatable; default: all)")
     beam = argparse.ArgumentParser(add_help=False)
     beam.add_argument("--beam-arg", action="append", metavar="FLAG",
                       help="Beam flag passed through, e.g. --beam-arg=--runner=FlinkRunner")

@@ -48,6 +48,35 @@ def test_compress_then_decompress_files(tiny_model, test_digits, tmp_path, capsy
                              mae_floor=1.2 * TINY_MNIST_MAE_FIRST5)
 
 
+def test_one_bad_input_fails_alone_and_the_others_are_coded(tiny_model, test_digits,
+                                                            tmp_path, capsys):
+    """A folder with a non-image and a corrupt .bin among good files: the good ones are coded
+    and decoded exactly, the bad ones are named, and the exit status says something failed."""
+    from codec.saved_codec import SavedCodec
+    digits = test_digits[0][:2, ..., 0]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, digit in enumerate(digits):
+        Image.fromarray(digit).save(inputs / f"d{i}.png")
+    (inputs / "notes.png").write_text("not an image")
+    assert main(["compress", str(inputs), "--model", str(tiny_model),
+                 "--output-dir", str(tmp_path / "bin")]) == 2
+    err = capsys.readouterr().err
+    assert "notes.png" in err and "1 of 3 inputs not compressed" in err
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["d0.bin", "d1.bin"]
+    good = (tmp_path / "bin" / "d1.bin").read_bytes()
+    (tmp_path / "bin" / "d1.bin").write_bytes(good[:-3])              # truncated payload
+    assert main(["decompress", str(tmp_path / "bin"), "--model", str(tiny_model),
+                 "--output-dir", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err
+    assert "d1.bin" in err and "1 of 2 files not decoded" in err
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["d0.png"]
+    codec = SavedCodec(tiny_model)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "png" / "d0.png")),
+                                  codec.decompress(codec.compress(digits[:1, ..., None])[0])
+                                  [0, ..., 0])
+
+
 def test_cli_errors_are_clear(tiny_model, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not an image")
     assert main(["compress", str(tmp_path / "notes.txt"), "--model", str(tiny_model)]) == 2

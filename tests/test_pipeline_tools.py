@@ -12,7 +12,6 @@ from components.atomic_pusher import atomic_copy_version, push_once
 from pipelines.configs import MNIST, MNIST_QUICK, get_config
 from pipelines.kubeflow import compile_kubeflow, kfp_cron
 from pipelines.runner import run_local
-from pipelines.scheduler import schedule_local
 
 
 
@@ -105,15 +104,33 @@ def _quick(tmp_path: Path, **changes):
         workspace=str(tmp_path / "ws"), serving_dir=str(tmp_path / "serving"), **changes)
 
 
-@pytest.mark.timeout(600)
-def test_scheduled_run_then_cached_rerun(tmp_path, capsys):
+def _quick_cli_args(tmp_path: Path) -> list[str]:
+    """`rdpipe pipeline …` flags for what `_quick` builds: one λ, a small subset."""
     config = _quick(tmp_path)
+    sets = {"data_root": config.data_root, "mnist_folder": config.mnist_folder,
+            "max_examples_per_split": config.max_examples_per_split,
+            "gate_examples": config.gate_examples, "epochs": config.epochs,
+            "workspace": config.workspace, "serving_dir": config.serving_dir}
+    return ["--config", "mnist-quick", "--lambda", f"{config.lambdas[0].lmbda:g}"] + [
+        arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.mark.timeout(600)
+def test_scheduled_run_then_cached_rerun_from_the_cli(tmp_path, capsys):
+    """`rdpipe pipeline schedule` (what users leave running) and `rdpipe pipeline run` (what
+    `make run` calls), from the command line."""
+    from cli.main import main
+    config = _quick(tmp_path)
+    flags = _quick_cli_args(tmp_path)
     # One real scheduled run (APScheduler, first run immediately), then stop.
-    assert schedule_local(config, "0 3 * * *", max_runs=1, run_now=True) == 1
+    assert main(["pipeline", "schedule", *flags, "--cron", "0 3 * * *", "--max-runs", "1",
+                 "--run-now"]) == 0
     out = capsys.readouterr().out
-    assert "scheduled mnist-quick with cron '0 3 * * *'" in out and "blessed" in out
+    assert "scheduled mnist-quick with cron '0 3 * * *'" in out
+    assert "scheduler stopped after 1 run(s)" in out
+    assert "mnist_l2000" in out and "blessed" in out and "NOT BLESSED" not in out
     pushes = list((tmp_path / "serving").glob("*/*/saved_model.pb"))
-    assert len(pushes) == 1
+    assert [p.parts[-3] for p in pushes] == ["mnist_l2000"]
     # Unchanged inputs: every execution is reused from the cache, nothing new is pushed.
     import ml_metadata as mlmd
     from tfx import v1 as tfx
@@ -121,7 +138,9 @@ def test_scheduled_run_then_cached_rerun(tmp_path, capsys):
     store = mlmd.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         str(metadata_path(config))))
     models_before = len(store.get_artifacts_by_type("Model"))
-    run_local(config)
+    assert main(["pipeline", "run", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "running pipeline mnist-quick: λ [2000], 15 epoch(s)" in out
     assert len(store.get_artifacts_by_type("Model")) == models_before
     types = {t.id: t.name for t in store.get_execution_types()}
     cached = {types[e.type_id].rsplit(".", 1)[-1] for e in store.get_executions()
@@ -130,6 +149,8 @@ def test_scheduled_run_then_cached_rerun(tmp_path, capsys):
     # The gate re-checks the same model against itself (now the blessed baseline); the
     # push is idempotent: no duplicate version.
     assert len(list((tmp_path / "serving").glob("*/*/saved_model.pb"))) == 1
+    assert main(["pipeline", "run", "--config", "mnist-quick", "--lambda", "7"]) == 2
+    assert "--lambda 7 is not an operating point of mnist-quick" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(600)
