@@ -7,8 +7,15 @@
 - `bls2017-q1_kodim23.png`: what `decompress` returned for it when written;
 - `manifest.json`: sizes, SHA-256 of every file and of the decoded pixels, the format versions.
 
+MNIST (`--family mnist`; the model itself, 10 MB, is not committed — these pin the bitstream):
+
+- `mnist_tables.npz`: the integer CDF tables of a tiny MNIST model (λ 2000; 50 channels, 12-bit), its
+  quantization offsets, 8 test digits' symbols and the raw `compress` strings of those digits;
+- `mnist_digit0.bin`: the container file `rdpipe compress` wrote for the first digit.
+
 tests/test_golden.py decodes them with today's code. A format change must keep them decoding
-(or replace them here, saying why in the README). Run: `.venv/bin/python tests/golden/make_golden.py`.
+(or replace them here, saying why in the README). Run: `.venv/bin/python tests/golden/make_golden.py
+[--family bls2017|mnist]` (each family writes only its own files).
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def main() -> int:
+def write_bls2017(manifest: dict) -> None:
     from codec import photo_codec, zoo
     from codec.entropy import container
     from codec.saved_codec import SavedCodec
@@ -49,13 +56,55 @@ def main() -> int:
     (HERE / f"{NAME}.bin").write_bytes(data)
     (HERE / f"{NAME}.string").write_bytes(string)
     Image.fromarray(decoded).save(HERE / f"{NAME}.png")
-    manifest = {"model": MODEL, "input": "kodim23.png[200:264, 300:396]",
-                "container_version": data[4], "bitstream_format_byte": f"0x{string[0]:02x}",
-                "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p.read_bytes())}
-                          for p in sorted(HERE.glob(f"{NAME}.*"))},
-                "decoded_pixels_sha256": sha256(decoded.tobytes()),
-                "command": ".venv/bin/python tests/golden/make_golden.py"}
-    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest.update({"model": MODEL, "input": "kodim23.png[200:264, 300:396]",
+                     "container_version": data[4], "bitstream_format_byte": f"0x{string[0]:02x}",
+                     "decoded_pixels_sha256": sha256(decoded.tobytes())})
+
+
+def write_mnist(manifest: dict) -> None:
+    """Trains a tiny MNIST model (λ 2000, 2 epochs of 8,000 digits), keeps its tables and strings."""
+    import tempfile
+    import tensorflow as tf
+    from codec import photo_codec
+    from codec.data.datasets import mnist_arrays
+    from codec.models.mnist_train import MnistTrainConfig, train_mnist
+    from codec.saved_codec import SavedCodec
+    out = Path(tempfile.mkdtemp()) / "mnist_golden"
+    config = MnistTrainConfig(lmbda=2000., epochs=2, train_split="train[:8000]",
+                              validation_split="test[:200]", verbose=0,
+                              data_dir=str(ROOT / ".cache" / "tensorflow_datasets"))
+    codec = train_mnist(config, out)["codec"]
+    digits, _ = mnist_arrays("test[:8]", data_dir=config.data_dir)
+    y = codec.analysis_transform(tf.cast(digits, tf.float32) / 255.)
+    tables = codec.entropy_model.tables
+    strings = codec.compress(digits)["strings"].numpy()
+    np.savez(HERE / "mnist_tables.npz", cdf=tables.cdf.numpy(),
+             cdf_offset=tables.cdf_offset.numpy(), cdf_length=tables.cdf_length.numpy(),
+             quantization_offset=codec.entropy_model._quantization_offset.numpy(),
+             symbols=codec.entropy_model.symbols(y).numpy(),
+             string_bytes=np.frombuffer(b"".join(strings), np.uint8),
+             string_lengths=np.array([len(s) for s in strings], np.int64))
+    data, _ = photo_codec.encode_fixed_size(SavedCodec(out), digits[:1])[0]
+    (HERE / "mnist_digit0.bin").write_bytes(data)
+    manifest["mnist"] = {"model": "tiny: λ 2000, 2 epochs of train[:8000], not committed",
+                         "input": "MNIST test[:8]", "container_version": data[4],
+                         "bitstream_format_byte": f"0x{strings[0][0]:02x}",
+                         "latent_channels": int(tables.cdf_offset.shape[0])}
+
+
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=("bls2017", "mnist"), default="bls2017")
+    args = parser.parse_args(argv)
+    path = HERE / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    (write_bls2017 if args.family == "bls2017" else write_mnist)(manifest)
+    manifest["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p.read_bytes())}
+                         for p in sorted(HERE.iterdir())
+                         if p.suffix in (".bin", ".string", ".png", ".npz")}
+    manifest["command"] = ".venv/bin/python tests/golden/make_golden.py --family FAMILY"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest, indent=2))
     return 0
 
