@@ -9,7 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: install run test bench zoo train-zoo lock clean
+.PHONY: install run test test-fast bench zoo train-zoo lock clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ run: install
 # Two workers (the CI's 2 cores); whole files per worker, so module fixtures are built once.
 test: install
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# While developing: everything but the tests marked slow (real pipeline runs, training, servers
+# as processes). CI and `make test` run them all.
+test-fast: install
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
 
 bench: bench-mnist bench-serving bench-coder bench-svd
 

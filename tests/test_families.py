@@ -34,6 +34,7 @@ def _eval_images(family, tmp_path: Path, test_digits):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.slow
 def test_every_family_trains_exports_measures_and_gates(name, tmp_path, tfds_dir, test_digits):
     from codec.saved_codec import SavedCodec
     from components.gates import serving_check_problems

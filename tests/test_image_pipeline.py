@@ -28,6 +28,7 @@ def _most_textured_crop(path: Path, height: int = 80, width: int = 96) -> np.nda
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_images_quick_pipeline_trains_gates_and_pushes(tmp_path):
     folder = tmp_path / "data" / "photos"
     folder.mkdir(parents=True)

@@ -35,6 +35,7 @@ def _lineage_of_push(store: mlmd.MetadataStore, pushed) -> list[str]:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 def test_quick_pipeline_pushes_gates_and_compares_against_blessed(tmp_path):
     data = tmp_path / "data"
     add_mnist_span(data, 1)

@@ -116,6 +116,7 @@ def _quick_cli_args(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_scheduled_run_then_cached_rerun_from_the_cli(tmp_path, capsys):
     """`rdpipe pipeline schedule` (what users leave running) and `rdpipe pipeline run` (what
     `make run` calls), from the command line."""
@@ -154,6 +155,7 @@ def test_scheduled_run_then_cached_rerun_from_the_cli(tmp_path, capsys):
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_anomalies_stop_the_run_before_training(tmp_path, monkeypatch):
     strict_schema = tmp_path / "schema.pbtxt"
     schema = (Path(__file__).resolve().parent.parent / "schemas/mnist/schema.pbtxt").read_text()

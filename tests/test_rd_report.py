@@ -74,3 +74,36 @@ def test_bd_rate_from_bjontegaard_matches_the_committed_kodak_numbers():
                 assert value == pytest.approx(committed[name], rel=1e-3, abs=1e-3), name
                 checked += 1
     assert checked >= 8
+
+
+def test_eval_command_on_a_shipped_model(tmp_path):
+    """`rdpipe eval --models` on two Kodak crops and then on 2 Kodak images, where the
+    published curves join the table and the plot."""
+    import json
+    from PIL import Image
+    from cli.main import main
+    from codec import zoo
+    kodak = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+    model = str(zoo.resolve_model("bls2017-q1"))
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    for i, name in enumerate(["kodim01.png", "kodim02.png"]):
+        with Image.open(kodak / name) as image:       # MS-SSIM needs ≥ 161 px
+            image.convert("RGB").crop((0, 0, 192, 176)).save(evaluation / f"{i}.png")
+    out = tmp_path / "rd.json"
+    assert main(["eval", "--models", model, "--codec", "jpeg", "--images", str(evaluation),
+                 "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    point = report["codecs"]["rdpipe"]["points"][0]
+    assert point["bpp"] > 0 and point["encode_seconds"] > 0 and point["decode_seconds"] > 0
+    assert 20 < point["psnr"] < 45
+    assert report["bd_rate_psnr"] == {"jpeg": None}     # one model: no curve to BD-rate yet
+    kodak_out = tmp_path / "kodak.json"
+    assert main(["eval", "--models", model, "--codec", "jpeg", "--images", str(kodak),
+                 "--limit", "2", "--output", str(kodak_out)]) == 0
+    report = json.loads(kodak_out.read_text())
+    assert report["count"] == 2
+    assert set(report["bd_rate_psnr"]) == {"jpeg", "bls2017_published",
+                                           "compressai_bmshj2018_factorized"}
+    assert "bls2017_published" in kodak_out.with_suffix(".md").read_text()
+    assert kodak_out.with_suffix(".png").stat().st_size > 10_000

@@ -78,6 +78,7 @@ def _readline(stream, timeout: float) -> str:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_serve_zoo_serves_every_shipped_model_as_the_library_codes(tmp_path):
     from codec import zoo
     from codec.saved_codec import SavedCodec

@@ -290,6 +290,7 @@ def _readline(stream, timeout: float) -> str:
         selector.close()
 
 
+@pytest.mark.slow
 def test_rdpipe_serve_subprocess_and_client_cli(tiny_model, tmp_path, test_digits):
     """The newcomer flow: `rdpipe serve` as its own process, then `rdpipe client`."""
     import shutil

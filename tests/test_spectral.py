@@ -161,8 +161,8 @@ def test_codec_transforms_take_the_normalization_and_export(normalization, tmp_p
     from codec.models.mnist_train import MnistTrainConfig, train_mnist
     from codec.saved_codec import SavedCodec
     from codec.data.datasets import mnist_arrays
-    config = MnistTrainConfig(lmbda=500., epochs=1, train_split="train[:1000]",
-                              validation_split="test[:100]", verbose=0, data_dir=tfds_dir,
+    config = MnistTrainConfig(lmbda=500., epochs=1, train_split="train[:256]",
+                              validation_split="test[:64]", verbose=0, data_dir=tfds_dir,
                               normalization=normalization)
     summary = train_mnist(config, tmp_path)
     assert np.isfinite(summary["history"]["loss"]).all()

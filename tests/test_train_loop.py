@@ -163,6 +163,7 @@ print("variables moved by training:", moved, "of", len(initial), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_multi_worker_training_equals_one_process_with_the_same_global_batch(tmp_path):
     """Two workers on loopback ports (TF_CONFIG), each with half of every global batch of 4,
     end with identical variables, equal to one process training on the whole batch."""
@@ -227,6 +228,7 @@ def test_training_reads_several_folders_of_png_and_jpeg_of_any_size(tmp_path):
         "photos-train", "photos-train-extra", "photos-train-large", "photos-train-imagenet"]
 
 
+@pytest.mark.slow
 def test_the_ladder_trains_anchor_then_every_lambda_and_continues_after_a_stop(tmp_path,
                                                                                monkeypatch):
     from codec.ladder import LadderConfig, cache_root, run_ladder
