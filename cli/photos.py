@@ -184,10 +184,11 @@ def _print_summary(rows: list[Row], out_dir: Path) -> None:
 # -------------------------------------------------------------------------- decompress
 def decompress_files(backend_for: Callable, specs: list[str], out_dir: Path, *,
                      image_format: str = "png", raw: bool = False, check: bool = True,
-                     quiet: bool = False) -> list[Row]:
+                     quiet: bool = False, max_pixels: int | None = None) -> list[Row]:
     """Decodes `.bin` files to images in `out_dir`. `backend_for(header or None)` gives the
     model (None: a raw signature string, `raw=True`). Files that fail are reported and skipped;
-    a CliError at the end names them."""
+    a CliError at the end names them. `max_pixels`: files whose header claims a larger image
+    are refused before any decoding (None: the container's own limit, 64 MP)."""
     from codec import photo_codec  # pylint: disable=import-outside-toplevel
     from codec.data import image_io  # pylint: disable=import-outside-toplevel
     from codec.entropy import container  # pylint: disable=import-outside-toplevel
@@ -203,6 +204,10 @@ def decompress_files(backend_for: Callable, specs: list[str], out_dir: Path, *,
                 image = _decode_raw(backend_for(None), data, check)
             else:
                 header = container.unpack(data)
+                if max_pixels is not None and header.height * header.width > max_pixels:
+                    raise CliError(f"the header claims a {header.width}×{header.height} image "
+                                   f"({header.height * header.width:,} pixels), over "
+                                   f"--max-pixels {max_pixels:,}; not decoded")
                 backend = backend_for(header)
                 image, _ = photo_codec.decode_file(_unchecked(backend) if not check else
                                                    backend, data)
@@ -286,7 +291,7 @@ def cmd_decompress(args) -> None:
         raise CliError("--raw files name no model: give --model")
     decompress_files(local_backends(args.model), args.inputs, Path(args.output_dir),
                      image_format=args.format, raw=args.raw, check=not args.no_check,
-                     quiet=args.quiet)
+                     quiet=args.quiet, max_pixels=args.max_pixels)
 
 
 # -------------------------------------------------------------------------------- zoo
@@ -370,6 +375,9 @@ def add_compress_options(p) -> None:
 
 def add_decompress_options(p) -> None:
     p.add_argument("--output-dir", default="decompressed")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse files whose header claims more pixels (default: the container "
+                        "limit, 64 MP)")
     p.add_argument("--format", default="png", choices=["png", "jpg", "webp"],
                    help="png (lossless), or jpg / webp previews (quality 95)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

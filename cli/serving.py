@@ -40,7 +40,8 @@ def cmd_serve(args) -> None:
     options = ServerOptions(host=args.host, port=args.port,
                             rest_port=args.rest_port,
                             max_request_bytes=args.max_request_bytes, batching=batching,
-                            ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+                            ssl_cert=args.ssl_cert, ssl_key=args.ssl_key,
+                            max_decoded_pixels=args.max_decoded_pixels)
     server = ModelServer(registry, options).start()
     scheme = "https" if args.ssl_cert else "http"
     print(f"serving {args.model_base_path}: gRPC {args.host}:{server.port}, REST "
@@ -92,7 +93,8 @@ def _run_client(args) -> None:
                            quiet=args.quiet)
         else:
             decompress_files(lambda header: backend, args.inputs, out_dir,
-                             image_format=args.format, raw=args.raw, quiet=args.quiet)
+                             image_format=args.format, raw=args.raw, quiet=args.quiet,
+                             max_pixels=args.max_pixels)
         print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,9 @@ def add_serving_parsers(sub) -> None:
     p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     p.add_argument("--rest-port", type=int, default=8501, help="REST + metrics port")
     p.add_argument("--num-versions", type=int, default=1, help="latest N versions per model")
+    p.add_argument("--max-decoded-pixels", type=int, default=4096 * 4096, metavar="N",
+                   help="pixels one decompress request may claim in all, checked before "
+                        "decoding (default 16,777,216: one 4096×4096 image)")
     p.add_argument("--model-version", action="append", metavar="NAME=V[,V...]",
                    help="serve these versions of NAME instead of the latest (repeatable)")
     p.add_argument("--poll-seconds", type=float, default=1.0,

@@ -75,6 +75,28 @@ def model_name(model_dir: str | os.PathLike) -> str:
     return path.name
 
 
+def claimed_sizes_and_short_strings(module, strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """For a loaded any-size image model (portable coder): (claimed pixels int64 `[B]`, 0 where
+    the header is malformed; bool `[B]` strings shorter than any string coding the size they
+    claim can be under the model's tables: `PortableRansCoder.min_string_bytes`, an exact
+    bound). New exports refuse such strings inside `decompress` too (ImageCodec); checking
+    here makes exports made before, and servers of them, refuse them before decoding (a
+    100-byte string claiming 4096×4096 would otherwise run the synthesis over 16 MP)."""
+    from codec.entropy import framing, portable_coder  # pylint: disable=import-outside-toplevel
+    from codec.models.bls2017 import latent_positions  # pylint: disable=import-outside-toplevel
+    if not strings:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    payload, height, width, shape_ok = framing.split_image_shape(
+        tf.constant(strings, dtype=tf.string, shape=[len(strings)]))
+    tables = module.entropy_model
+    need = portable_coder.min_string_bytes(
+        tables._cdf, latent_positions(height, width),  # pylint: disable=protected-access
+        tables._cdf_offset.shape[0])  # pylint: disable=protected-access
+    ok = shape_ok.numpy()
+    pixels = np.where(ok, height.numpy().astype(np.int64) * width.numpy(), 0)
+    return pixels, ok & (tf.strings.length(payload).numpy().astype(np.int64) < need.numpy())
+
+
 class SavedCodec:
     """A loaded codec SavedModel (`path` is the `saved_model/` dir or the training output dir).
 
@@ -226,6 +248,28 @@ class SavedCodec:
         bad = [i for i, s in enumerate(strings) if not isinstance(s, (bytes, bytearray))]
         if bad:
             raise InputError(f"strings must be bytes; elements {bad[:10]} are not")
+        short = self.too_short_for_their_size(strings)
+        if short.any():
+            return self._decompress_skipping(strings, short)
         out = self._decompress(strings=tf.constant(strings, dtype=tf.string, shape=[len(strings)]))
         ok = out["sanity_ok"].numpy() & np.array([len(s) > 0 for s in strings], dtype=bool)
         return out["images"].numpy(), ok
+
+    def too_short_for_their_size(self, strings: list[bytes]) -> np.ndarray:
+        """bool `[B]`: see `claimed_sizes_and_short_strings` (False for fixed-size models)."""
+        if self.fixed_size is not None or self.coder != "portable":
+            return np.zeros(len(strings), bool)
+        return claimed_sizes_and_short_strings(self._module, strings)[1]
+
+    def _decompress_skipping(self, strings: list[bytes], skip: np.ndarray):
+        """Decodes the strings not in `skip`; the skipped ones come back not-ok and all zero."""
+        keep = [s for s, drop in zip(strings, skip) if not drop]
+        if keep:
+            images, ok = self.decompress_with_status(keep)
+        else:
+            images = np.zeros((0, 1, 1, self.channels), np.uint8)
+            ok = np.zeros(0, bool)
+        out = np.zeros((len(strings),) + images.shape[1:], np.uint8)
+        out[~skip], all_ok = images, np.zeros(len(strings), bool)
+        all_ok[~skip] = ok
+        return out, all_ok

@@ -79,6 +79,11 @@ class ServedVersion:
             self.state, self.error = END, f"{type(error).__name__}: {error}"
             self.functions, self._module = {}, None
 
+    @property
+    def module(self):
+        """The loaded SavedModel object (None unless AVAILABLE)."""
+        return self._module
+
     def unload(self) -> None:
         self.state = UNLOADING
         self.functions, self._module = {}, None

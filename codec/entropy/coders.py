@@ -57,6 +57,13 @@ class EntropyCoder(abc.ABC):
         arbitrary bytes; callers decide whether a failed check is an error.
         """
 
+    def min_string_bytes(self, cdf: tf.Tensor, num_positions, num_channels) -> tf.Tensor:
+        """A lower bound (int64, shape of `num_positions`) on the length of any string this coder
+        writes for that many positions: a shorter string claiming them is corrupt or hostile,
+        and is refused before any decoding work. 0 where the coder gives no bound."""
+        del cdf, num_channels
+        return tf.zeros_like(tf.cast(num_positions, tf.int64))
+
 
 class TfcRangeCoder(EntropyCoder):
     """TensorFlow Compression's C++ range coder (`tensorflow-compression-ops`).
@@ -119,6 +126,10 @@ class PortableRansCoder(EntropyCoder):
     def decode(self, strings, num_positions, num_channels, cdf):
         from codec.entropy import portable_coder  # pylint: disable=import-outside-toplevel
         return portable_coder.decode(strings, num_positions, num_channels, cdf)
+
+    def min_string_bytes(self, cdf, num_positions, num_channels):
+        from codec.entropy import portable_coder  # pylint: disable=import-outside-toplevel
+        return portable_coder.min_string_bytes(cdf, num_positions, num_channels)
 
 
 def _format_byte(format_id: int) -> bytes:

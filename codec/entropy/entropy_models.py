@@ -218,6 +218,13 @@ class EntropyModel(tf.Module):
         shape = tf.concat([tf.shape(strings), broadcast_shape, [channels]], 0)
         return tf.reshape(values, shape), ok
 
+    def min_string_bytes(self, num_positions) -> tf.Tensor:
+        """The shortest string the coder can write for `num_positions` positions (int64, shape
+        of `num_positions`; 0 where it gives no bound): see `EntropyCoder.min_string_bytes`."""
+        self._check_compression()
+        return self.coder.min_string_bytes(self._cdf, num_positions,
+                                           tf.shape(self._cdf_offset)[0])
+
     # ---------------------------------------------------------------------- accounting
     def table_information_bits(self, y: tf.Tensor) -> tf.Tensor:
         """Ideal code length (bits) of quantized `y[B, ..., C]` under the *integer* tables.

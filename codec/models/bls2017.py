@@ -183,6 +183,22 @@ def _replica_rows(global_batch: tf.Tensor) -> tf.Tensor:
     return global_batch[start:start + rows]
 
 
+def latent_positions(height, width) -> tf.Tensor:
+    """Latent grid positions (int64) of an image of `height × width` pixels."""
+    rows = (tf.cast(height, tf.int64) + DOWNSAMPLING - 1) // DOWNSAMPLING
+    return rows * ((tf.cast(width, tf.int64) + DOWNSAMPLING - 1) // DOWNSAMPLING)
+
+
+def _refuse_short_strings(entropy_model, payload, height, width, shape_ok):
+    """Where `payload` is shorter than any string coding `height × width` can be: ok = False,
+    size 1×1 and an empty payload, so the decoder does 1×1 worth of work."""
+    long_enough = (tf.cast(tf.strings.length(payload), tf.int64)
+                   >= entropy_model.min_string_bytes(latent_positions(height, width)))
+    return (tf.where(long_enough, payload, tf.zeros_like(payload)),
+            tf.where(long_enough, height, 1), tf.where(long_enough, width, 1),
+            shape_ok & long_enough)
+
+
 def _replicate_pad(x: tf.Tensor, multiple: int) -> tf.Tensor:
     """Pads `[B, H, W, C]` at the bottom/right to multiples of `multiple` by repeating the last
     row/column (works for any size, even 1×1, unlike reflection)."""
@@ -243,6 +259,11 @@ class ImageCodec(tf.Module):
 
     def _decode(self, strings):
         payload, height, width, shape_ok = split_image_shape(strings)
+        # Decode work bounded by the string: a string too short to code the size it claims
+        # under these tables (an exact bound) is refused, and decodes as 1×1, before any
+        # entropy decoding or transform runs over the claimed size.
+        payload, height, width, shape_ok = _refuse_short_strings(
+            self.entropy_model, payload, height, width, shape_ok)
         # One image size per call: the latent grid is shared by the batch.
         h, w = tf.concat([height, [1]], 0)[0], tf.concat([width, [1]], 0)[0]  # 1 if empty
         same = tf.reduce_all((height == h) & (width == w))

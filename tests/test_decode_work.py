@@ -1,0 +1,150 @@
+"""Decode work bounded by the string (schemas/bitstream.md): a string too short for the image
+size it claims is refused before any decoding, by new exports, by `SavedCodec` for exports made
+before, by the server and the CLI; and arbitrary short strings never crash the decoder."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from codec import zoo
+from codec.entropy import framing, portable_coder
+from codec.models.bls2017 import latent_positions
+from codec.saved_codec import SavedCodec
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+SINGLE_LANE_POSITIONS = portable_coder.SINGLE_LANE_MAX // 128   # N = 128 latent channels
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 127, value >> 7
+        out.append(low | (128 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _claiming(string: bytes, height: int, width: int) -> bytes:
+    """`string` (format byte, shape, payload) with its shape header replaced."""
+    payload, _, _, ok = framing.split_image_shape(tf.constant([string]))
+    assert bool(ok.numpy()[0])
+    payload = payload.numpy()[0]
+    return payload[:1] + _varint(height) + _varint(width) + payload[1:]
+
+
+@pytest.fixture(scope="module")
+def q1() -> SavedCodec:
+    return SavedCodec(zoo.resolve_model("bls2017-q1"))
+
+
+def _kodak(name: str) -> np.ndarray:
+    return np.asarray(Image.open(KODAK / name).convert("RGB"))
+
+
+@pytest.mark.parametrize("model", ["bls2017-q1", "bls2017-q4"])
+def test_the_bound_holds_for_real_strings_and_is_tight_enough_to_matter(model):
+    codec = SavedCodec(zoo.resolve_model(model))
+    cdf = codec._module.entropy_model._cdf    # pylint: disable=protected-access
+    for name, (height, width) in [("kodim01.png", (128, 256)), ("kodim13.png", (256, 384)),
+                                  ("kodim23.png", (512, 768))]:
+        strings, _ = codec.compress(_kodak(name)[None, :height, :width])
+        payload, _, _, _ = framing.split_image_shape(tf.constant(strings))
+        length = len(payload.numpy()[0])
+        need = int(portable_coder.min_string_bytes(cdf, latent_positions(height, width), 128))
+        assert need <= length, (name, need, length)           # never refuses a real string
+        assert need >= .2 * length, (name, need, length)      # and is far from trivial
+    assert not codec.too_short_for_their_size(strings).any()
+    # A 16 MP claim needs > 100 KB, so a short string can claim only a small image.
+    assert int(portable_coder.min_string_bytes(cdf, latent_positions(4096, 4096), 128)) > 1e5
+    # One-lane strings (< 16,384 symbols) have no bound.
+    assert int(portable_coder.min_string_bytes(cdf, SINGLE_LANE_POSITIONS - 1, 128)) == 0
+
+
+def test_a_short_string_claiming_a_large_image_is_refused_before_decoding(q1):
+    """A real 72-byte string with its header rewritten to claim 4096×4096 (16 MP: before, the
+    synthesis ran over all of it): refused, decoded as 1×1, by an export made before this check
+    (via SavedCodec) and by a new export (the check inside its decompress signature)."""
+    from codec.models.bls2017 import BLS2017Trainer, ImageCodec
+    crop = _kodak("kodim23.png")[None, 200:264, 300:396]
+    strings, _ = q1.compress(crop)
+    hostile = _claiming(strings[0], 4096, 4096)
+    assert len(hostile) < 80
+    assert q1.too_short_for_their_size([hostile, strings[0]]).tolist() == [True, False]
+    images, ok = q1.decompress_with_status([hostile])
+    assert ok.tolist() == [False] and images.shape == (1, 1, 1, 3)
+    images, ok = q1.decompress_with_status([hostile, strings[0]])   # the other still decodes
+    assert ok.tolist() == [False, True]
+    np.testing.assert_array_equal(images[1], q1.decompress(strings)[0])
+    new_export = ImageCodec(BLS2017Trainer(filters=8))
+    string = new_export.compress(crop)["strings"].numpy()[0]
+    out = new_export.decompress_unchecked(tf.constant([_claiming(string, 4096, 4096)]))
+    assert out["sanity_ok"].numpy().tolist() == [False]
+    assert out["images"].shape == (1, 1, 1, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="failed the image-shape"):
+        new_export.decompress(tf.constant([_claiming(string, 2048, 2048)]))
+
+
+def test_arbitrary_short_strings_never_crash_and_decode_little(q1):
+    """Random, truncated, bit-flipped and re-headed strings of ≤ 200 bytes: never an exception;
+    whatever is decoded stays under the one-lane size (the multi-lane sizes need more bytes)."""
+    rng = np.random.default_rng(7)
+    crop = _kodak("kodim23.png")[None, 200:264, 300:396]
+    good = q1.compress(crop)[0][0]
+    cases = [good[:n] for n in range(0, len(good), 7)]
+    for _ in range(30):
+        flipped = bytearray(good)
+        flipped[int(rng.integers(1, len(good)))] ^= 1 << int(rng.integers(8))
+        cases.append(bytes(flipped))
+    for height, width in [(4096, 4096), (65535, 256), (1024, 1024), (300, 300), (128, 256)]:
+        cases.append(_claiming(good, height, width))
+    for n in rng.integers(1, 200, 25):     # portable format byte, random shape and payload
+        cases.append(bytes([0x20 | int(rng.integers(32))]) + rng.bytes(int(n)))
+    most = (SINGLE_LANE_POSITIONS - 1) * 16 * 16
+    for case in cases:
+        images, ok = q1.decompress_with_status([case])
+        assert images.dtype == np.uint8 and ok.shape == (1,)
+        assert ok[0] == (case == good) or case == good
+        assert images.shape[1] * images.shape[2] <= most, (len(case), images.shape)
+
+
+def test_the_server_refuses_short_strings_and_too_many_pixels(tmp_path):
+    from serving.models import ModelRegistry
+    from serving.predict import Predictor, RequestError
+    base = tmp_path / "models" / "bls2017-q1"
+    base.mkdir(parents=True)
+    (base / "1").symlink_to(zoo.resolve_model("bls2017-q1") / "saved_model")
+    registry = ModelRegistry(tmp_path / "models")
+    registry.refresh()
+    predictor = Predictor(registry, max_decoded_pixels=100_000)
+    crop = _kodak("kodim23.png")[None, 200:264, 300:396]
+    good = predictor.predict("bls2017-q1", None, "compress", {"images": crop}).outputs["strings"]
+    strings = np.array(list(good) * 2, dtype=object)
+    decoded = predictor.predict("bls2017-q1", None, "decompress", {"strings": strings})
+    assert decoded.outputs["images"].shape == (2, 64, 96, 3)
+    hostile = np.array([_claiming(good[0], 4096, 4096)], dtype=object)
+    with pytest.raises(RequestError) as error:
+        predictor.predict("bls2017-q1", None, "decompress", {"strings": hostile})
+    assert error.value.code == "RESOURCE_EXHAUSTED" and "--max-decoded-pixels" in str(error.value)
+    short = np.array([_claiming(good[0], 256, 384)], dtype=object)      # 98,304 px: allowed
+    with pytest.raises(RequestError) as error:
+        predictor.predict("bls2017-q1", None, "decompress", {"strings": short})
+    assert error.value.code == "INVALID_ARGUMENT" and "too short" in str(error.value)
+    unchecked = predictor.predict("bls2017-q1", None, "decompress_unchecked", {"strings": short})
+    assert unchecked.outputs["sanity_ok"].tolist() == [False]
+    assert unchecked.outputs["images"].shape[1:3] == (1, 1)
+
+
+def test_cli_max_pixels_refuses_large_claims(tmp_path, capsys):
+    from cli.main import main
+    golden = Path(__file__).resolve().parent / "golden" / "bls2017-q1_kodim23.bin"
+    shutil.copy(golden, tmp_path / "photo.bin")
+    assert main(["decompress", str(tmp_path / "photo.bin"), "--max-pixels", "6000",
+                 "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "over --max-pixels 6,000" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "photo.bin"), "--max-pixels", "6144",
+                 "--output-dir", str(tmp_path / "out"), "--quiet"]) == 0
