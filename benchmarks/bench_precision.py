@@ -46,6 +46,11 @@ def run_variant(name: str, args) -> dict:
                                             export_image_codec, train_image_codec)
     policy, seed = VARIANTS[name]
     out = Path(args.work_dir) / name.replace(" ", "_")
+    cached = out / "row.json"
+    if cached.is_file():       # finished and evaluated before: Kodak is not re-run
+        row = json.loads(cached.read_text())
+        if row.get("steps") == args.steps:
+            return row
     epochs = args.steps // args.steps_per_epoch
     config = ImageTrainConfig(lmbda=args.lmbda, steps_per_epoch=args.steps_per_epoch,
                               epochs=epochs, precision_policy=policy, seed=seed, verbose=0,
@@ -56,7 +61,7 @@ def run_variant(name: str, args) -> dict:
     point = image_eval.evaluate_model(str(out), kodak)
     row = {"variant": name, "precision_policy": policy or "float32", "seed": seed,
            "steps": epochs * args.steps_per_epoch, "kodak": _point(point, args.lmbda),
-           "steps_per_second": summary["steps_per_second"],
+           "steps_per_second": _median_steps_per_second(out / "train_log.jsonl"),
            "learning_curve": summary["learning_curve"]}
     if policy:   # the same weights with bf16 inference
         trainer = build_image_trainer(config)
@@ -66,7 +71,17 @@ def run_variant(name: str, args) -> dict:
                            inference_policy=policy)
         row["kodak_bf16_inference"] = _point(
             image_eval.evaluate_model(str(out / "saved_model_bf16"), kodak), args.lmbda)
+    cached.write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def _median_steps_per_second(log_file: Path) -> float | None:
+    """Median training speed over the run's log lines (all sittings of a resumed run; the
+    summary of the last sitting alone has no steps when the run was already finished)."""
+    rates = [entry["steps_per_second"] for entry in map(json.loads, log_file.read_text()
+                                                        .splitlines())
+             if entry.get("steps_per_second")] if log_file.is_file() else []
+    return float(sorted(rates)[len(rates) // 2]) if rates else None
 
 
 def _point(point, lmbda: float) -> dict:
