@@ -7,6 +7,10 @@ from pathlib import Path
 from cli.common import CliError, read_images
 from cli.photos import add_compress_options, add_decompress_options
 
+# Pixels one decompress request may claim in all (`rdpipe serve --max-decoded-pixels`): one
+# image of the largest size a string may claim (codec/entropy/framing.py MAX_PIXELS).
+DEFAULT_MAX_DECODED_PIXELS = 4096 * 4096
+
 
 def cmd_serve(args) -> None:
     import logging
@@ -41,7 +45,7 @@ def cmd_serve(args) -> None:
                             rest_port=args.rest_port,
                             max_request_bytes=args.max_request_bytes, batching=batching,
                             ssl_cert=args.ssl_cert, ssl_key=args.ssl_key,
-                            max_decoded_pixels=args.max_decoded_pixels)
+                            request_guard=decode_work_guard(args.max_decoded_pixels))
     server = ModelServer(registry, options).start()
     scheme = "https" if args.ssl_cert else "http"
     print(f"serving {args.model_base_path}: gRPC {args.host}:{server.port}, REST "
@@ -52,6 +56,43 @@ def cmd_serve(args) -> None:
         threading.Event().wait()
     except KeyboardInterrupt:
         server.stop(grace=2)
+
+
+def decode_work_guard(max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS):
+    """The server's request guard for codec models (`serving.predict.RequestGuard`): before any
+    decoding, refuses a decompress request whose strings claim more than `max_decoded_pixels`
+    in all (RESOURCE_EXHAUSTED) or a string too short for the image size it claims
+    (`decompress`: INVALID_ARGUMENT; `decompress_unchecked`, which never fails on content: the
+    string is replaced by an empty one, decoded as a not-ok 1×1 image). Any-size image models
+    with the portable coder only (fixed-size models claim no size)."""
+    import numpy as np
+    from codec.entropy.coders import coder_of_string
+    from codec.saved_codec import claimed_sizes_and_short_strings
+    from serving.predict import RequestError
+
+    def guard(module, functions: dict, signature: str, arrays: dict) -> dict:
+        if signature not in ("decompress", "decompress_unchecked") or "strings" not in arrays:
+            return arrays
+        compress = functions.get("compress")
+        images = compress.structured_input_signature[1].get("images") if compress else None
+        if (images is None or images.shape[1] is not None
+                or not hasattr(getattr(module, "entropy_model", None), "_cdf")):
+            return arrays
+        strings = [bytes(s) for s in arrays["strings"].reshape(-1)]
+        if not strings or any(coder_of_string(s) != "portable" for s in strings if s):
+            return arrays
+        pixels, short = claimed_sizes_and_short_strings(module, strings)
+        if int(pixels.sum()) > max_decoded_pixels:
+            raise RequestError("RESOURCE_EXHAUSTED", f"the strings claim {int(pixels.sum()):,} "
+                               f"pixels in all, over this server's --max-decoded-pixels "
+                               f"{max_decoded_pixels:,}; send fewer or smaller images")
+        if short.any() and signature == "decompress":
+            raise RequestError("INVALID_ARGUMENT", f"strings {np.flatnonzero(short)[:10].tolist()}"
+                               " are too short for the image size they claim (corrupt or "
+                               "hostile); refused before decoding")
+        return {**arrays, "strings": np.array([b"" if bad else s for s, bad in zip(strings, short)],
+                                              dtype=object)}
+    return guard
 
 
 def _pinned_versions(specs: list[str] | None) -> dict[str, list[int]]:
@@ -140,7 +181,8 @@ def add_serving_parsers(sub) -> None:
     p.add_argument("--port", type=int, default=8500, help="gRPC port (0: any free port)")
     p.add_argument("--rest-port", type=int, default=8501, help="REST + metrics port")
     p.add_argument("--num-versions", type=int, default=1, help="latest N versions per model")
-    p.add_argument("--max-decoded-pixels", type=int, default=4096 * 4096, metavar="N",
+    p.add_argument("--max-decoded-pixels", type=int, default=DEFAULT_MAX_DECODED_PIXELS,
+                   metavar="N",
                    help="pixels one decompress request may claim in all, checked before "
                         "decoding (default 16,777,216: one 4096×4096 image)")
     p.add_argument("--model-version", action="append", metavar="NAME=V[,V...]",

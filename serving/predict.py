@@ -4,28 +4,27 @@ inputs against the signature, execute (directly or through the dynamic batcher),
 Errors are `RequestError`s carrying TF Serving's status code names: unknown model / version →
 NOT_FOUND; unknown signature, missing/unknown inputs, wrong dtype or shape → INVALID_ARGUMENT;
 errors raised by the model on valid input (e.g. a failed decode check) → INVALID_ARGUMENT with
-the model's message; a full batching queue → UNAVAILABLE; strings claiming more pixels than
-`max_decoded_pixels` → RESOURCE_EXHAUSTED.
+the model's message; a full batching queue → UNAVAILABLE; whatever the request guard refuses
+(`rdpipe serve`: strings claiming too many pixels → RESOURCE_EXHAUSTED).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from codec.entropy.coders import coder_of_string
-from codec.entropy.framing import MAX_PIXELS
-from codec.saved_codec import claimed_sizes_and_short_strings
 from serving.batching import Batcher, QueueFullError
 from serving.models import ModelRegistry, ServedVersion
 
 log = logging.getLogger("rdpipe.serving")
 DEFAULT_SIGNATURE = "serving_default"
-# Decoded pixels per request, summed over its strings (`rdpipe serve --max-decoded-pixels`):
-# one image of the largest size a string may claim.
-DEFAULT_MAX_DECODED_PIXELS = MAX_PIXELS
+# `request_guard(module, functions, signature, arrays) → arrays`: a check the server runs on a
+# request's validated inputs before executing (raising RequestError to refuse). The server
+# knows no codec; `rdpipe serve` installs the codec's decode-work guard (cli/serving.py).
+RequestGuard = Callable[[object, dict, str, dict], dict]
 
 # HTTP statuses of the REST API, as TF Serving maps them (RESOURCE_EXHAUSTED: the request-size
 # and decoded-pixel limits → 413 Payload Too Large).
@@ -62,43 +61,16 @@ class Predictor:
     """Runs Predict requests against a registry, optionally with dynamic batching."""
 
     def __init__(self, registry: ModelRegistry, batcher: Batcher | None = None,
-                 max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS):
+                 request_guard: RequestGuard | None = None):
         self.registry = registry
         self.batcher = batcher
-        self.max_decoded_pixels = int(max_decoded_pixels)
+        self.request_guard = request_guard
 
     def served(self, name: str, version: int | None) -> ServedVersion:
         try:
             return self.registry.get(name, version)
         except KeyError as error:
             raise RequestError("NOT_FOUND", str(error.args[0])) from None
-
-    def _bounded_decode_work(self, served: ServedVersion, signature: str,
-                             strings: np.ndarray) -> np.ndarray:
-        """Refuses, before any decoding, a request whose strings claim more than
-        `max_decoded_pixels` in all (RESOURCE_EXHAUSTED) or a string too short for the image
-        size it claims (`decompress`: INVALID_ARGUMENT; `decompress_unchecked`, which never
-        fails on content: the string is replaced by an empty one, decoded as 1×1 not-ok).
-        Any-size image models with the portable coder only (fixed-size models claim nothing)."""
-        module = served.module
-        images_spec = served.functions["compress"].structured_input_signature[1].get("images") \
-            if "compress" in served.functions else None
-        if (module is None or images_spec is None or images_spec.shape[1] is not None
-                or not hasattr(getattr(module, "entropy_model", None), "_cdf")):
-            return strings
-        values = [bytes(s) for s in strings.reshape(-1)]
-        if not values or any(coder_of_string(s) != "portable" for s in values if s):
-            return strings
-        pixels, short = claimed_sizes_and_short_strings(module, values)
-        if int(pixels.sum()) > self.max_decoded_pixels:
-            raise RequestError("RESOURCE_EXHAUSTED", f"the strings claim {int(pixels.sum()):,} "
-                               f"pixels in all, over this server's --max-decoded-pixels "
-                               f"{self.max_decoded_pixels:,}; send fewer or smaller images")
-        if short.any() and signature == "decompress":
-            raise RequestError("INVALID_ARGUMENT", f"strings {np.flatnonzero(short)[:10].tolist()} "
-                               "are too short for the image size they claim (corrupt or "
-                               "hostile); refused before decoding")
-        return np.array([b"" if bad else s for s, bad in zip(values, short)], dtype=object)
 
     def predict(self, name: str, version: int | None, signature: str,
                 inputs: dict[str, np.ndarray], output_filter: list[str] | None = None
@@ -111,8 +83,8 @@ class Predictor:
                                f"Serving signature name: \"{signature}\" not found in signature "
                                f"def; available: {sorted(served.functions)}")
         arrays = validate_inputs(function, signature, inputs)
-        if signature in ("decompress", "decompress_unchecked") and "strings" in arrays:
-            arrays["strings"] = self._bounded_decode_work(served, signature, arrays["strings"])
+        if self.request_guard is not None and served.module is not None:
+            arrays = self.request_guard(served.module, served.functions, signature, arrays)
         wanted = list(output_filter or [])
         outputs_available = sorted(function.structured_outputs)
         bad = sorted(set(wanted) - set(outputs_available))

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_g
 from serving.batching import Batcher, BatchingParameters
 from serving.models import AVAILABLE, ModelRegistry
 from serving.observability import ServerMetrics
-from serving.predict import DEFAULT_MAX_DECODED_PIXELS, Predictor, RequestError
+from serving.predict import Predictor, RequestError, RequestGuard
 from serving.responses import status_response
 from serving.rest import make_rest_server
 
@@ -124,7 +124,7 @@ class ServerOptions:
     ssl_cert: str | None = None          # PEM certificate chain (TLS on both ports)
     ssl_key: str | None = None           # PEM private key
     grpc_workers: int = 64               # ≥ concurrent requests a batch should gather
-    max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS   # per decompress request, all strings
+    request_guard: RequestGuard | None = None   # checks inputs before execution (predict.py)
 
 
 class ModelServer:
@@ -137,7 +137,7 @@ class ModelServer:
         self.metrics = ServerMetrics()
         self.batcher = (Batcher(options.batching, self._observe_batch)
                         if options.batching else None)
-        self.predictor = Predictor(registry, self.batcher, options.max_decoded_pixels)
+        self.predictor = Predictor(registry, self.batcher, options.request_guard)
         registry.add_listener(self._on_model_event)
         for name in registry.model_names():
             self.metrics.available.labels(name).set(len(registry.available_versions(name)))

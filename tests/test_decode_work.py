@@ -113,6 +113,9 @@ def test_arbitrary_short_strings_never_crash_and_decode_little(q1):
 
 
 def test_the_server_refuses_short_strings_and_too_many_pixels(tmp_path):
+    """`rdpipe serve`'s request guard (cli/serving.py) on the zoo model, an export made before
+    the check existed in the graph."""
+    from cli.serving import decode_work_guard
     from serving.models import ModelRegistry
     from serving.predict import Predictor, RequestError
     base = tmp_path / "models" / "bls2017-q1"
@@ -120,7 +123,7 @@ def test_the_server_refuses_short_strings_and_too_many_pixels(tmp_path):
     (base / "1").symlink_to(zoo.resolve_model("bls2017-q1") / "saved_model")
     registry = ModelRegistry(tmp_path / "models")
     registry.refresh()
-    predictor = Predictor(registry, max_decoded_pixels=100_000)
+    predictor = Predictor(registry, request_guard=decode_work_guard(100_000))
     crop = _kodak("kodim23.png")[None, 200:264, 300:396]
     good = predictor.predict("bls2017-q1", None, "compress", {"images": crop}).outputs["strings"]
     strings = np.array(list(good) * 2, dtype=object)
