@@ -151,3 +151,18 @@ def test_cli_max_pixels_refuses_large_claims(tmp_path, capsys):
     assert "over --max-pixels 6,000" in capsys.readouterr().err
     assert main(["decompress", str(tmp_path / "photo.bin"), "--max-pixels", "6144",
                  "--output-dir", str(tmp_path / "out"), "--quiet"]) == 0
+
+
+def test_the_cheapest_string_there_is_still_meets_the_bound(q1):
+    """Every symbol its channel's most probable one — the shortest string the coder can write
+    for that many positions — is at least as long as the bound, and within 10 % of it."""
+    cdf = q1._module.entropy_model._cdf    # pylint: disable=protected-access
+    info = portable_coder.TableInfo(cdf)
+    freq, splits = info.freq.numpy(), info.splits.numpy()
+    most_probable = np.array([np.argmax(freq[splits[c]:splits[c + 1] - 1])     # not the escape
+                              for c in range(len(splits) - 1)])
+    for positions in (SINGLE_LANE_POSITIONS, 1024):
+        symbols = np.broadcast_to(most_probable, (1, positions, len(most_probable)))
+        length = len(portable_coder.encode(tf.constant(symbols, tf.int32), cdf).numpy()[0])
+        need = int(portable_coder.min_string_bytes(cdf, positions, len(most_probable)))
+        assert need <= length <= 1.1 * need, (positions, need, length)

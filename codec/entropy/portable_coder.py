@@ -133,31 +133,34 @@ def min_string_bytes(cdf: tf.Tensor, num_positions, num_channels) -> tf.Tensor:
     """The fewest bytes any string this coder writes for `num_positions` positions (of
     `num_channels` symbols each) under tables `cdf` can have: int64, shape of `num_positions`.
 
-    Exact, not a heuristic (schemas/bitstream.md, "Decode work bounded by the string"). With K ≥ 8
-    lanes, every lane starts in state L = 2^16 and ends below 2^32, and coding a symbol of
-    frequency f (of M = 2^P slots) from a state x ≥ L·f/M gives x' = ⌊x/f⌋·M + (x mod f) + c
-    ≥ max(x, (x·M/f)·(1 − (M − f)/L)) (ranges and renormalization: see `encode`). So each
-    symbol of channel c adds at least g_c = max(0, log2((M/f_c)·(1 − (M − f_c)/L))) bits to its
-    lane, f_c the channel's largest frequency (g decreases with f; escapes only add), and the
-    16-bit words W satisfy 16·W > positions·Σ_c g_c − 16·K. One-lane strings (fewer than
-    16,384 symbols) start in state 1, where runs of the most probable symbol cost nothing: no
-    bound (0), and their decode work is small anyway.
+    Exact, not a heuristic (derivation: schemas/bitstream.md, "Decode work bounded by the
+    string"). With K ≥ 8 lanes, each lane's value X = state · 2^(16·words) + words starts at
+    L = 2^16 and ends below 2^32 · 2^(16·words); renormalization leaves X unchanged, and coding
+    a symbol of frequency f (of M = 2^P slots) multiplies it by at least
+    h'(f) = 1 + (h(f) − 1)(1 − M/(L·f)), h(f) = (M/f)(1 − (M − f)/L) (the encoder codes from
+    states x ≥ L·f/M, where x' = ⌊x/f⌋·M + (x mod f) + c ≥ x·h(f)). So each symbol of channel c
+    adds at least g_c = min over the channel's table entries of log2 h'(f) bits (escapes only
+    add), and the 16-bit words W satisfy 16·W > positions·Σ_c g_c − 16·K. One-lane strings
+    (fewer than 16,384 symbols) start in state 1, where runs of the most probable symbol cost
+    nothing: no bound (0); their decode work is bounded by their size instead.
     """
     info = TableInfo(cdf)
     channel = tf.ragged.row_splits_to_segment_ids(info.splits)
-    f_max = tf.cast(tf.math.segment_max(info.freq, channel), tf.float64)
+    f = tf.cast(tf.maximum(info.freq, 1), tf.float64)
     slots = tf.cast(tf.bitwise.left_shift(1, info.precision), tf.float64)
-    growth = (slots / f_max) * (1. - (slots - f_max) / STATE_LOWER)
+    h = (slots / f) * (1. - (slots - f) / STATE_LOWER)
+    h_prime = 1. + (h - 1.) * (1. - slots / (STATE_LOWER * f))
+    bits = tf.maximum(tf.math.log(h_prime) / tf.math.log(tf.constant(2., tf.float64)), 0.)
+    bits = tf.where(info.freq > 0, bits, tf.constant(float("inf"), tf.float64))
     # Rounded down (1e-9 relative), so float error can only make the bound weaker.
-    bits_per_position = tf.reduce_sum(tf.maximum(
-        tf.math.log(growth) / tf.math.log(tf.constant(2., tf.float64)), 0.)) * (1. - 1e-9)
+    bits_per_position = tf.reduce_sum(tf.math.segment_min(bits, channel)) * (1. - 1e-9)
     positions = tf.cast(num_positions, tf.int64)
     log2k = lanes_log2(positions * tf.cast(num_channels, tf.int64))
     lanes = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.cast(log2k, tf.int64))
-    word_bits = tf.cast(positions, tf.float64) * bits_per_position - 16. * tf.cast(lanes, tf.float64)
+    word_bits = (tf.cast(positions, tf.float64) * bits_per_position
+                 - 16. * tf.cast(lanes, tf.float64))
     words = tf.cast(tf.math.floor(tf.maximum(word_bits, 0.) / 16.), tf.int64)   # W > bits/16
     return tf.where(log2k > 0, 1 + 4 * lanes + 2 * words, tf.zeros_like(positions))
-
 
 def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
     """`int32 symbols[B, M, C]` (channel c under table c) → `string[B]`."""
