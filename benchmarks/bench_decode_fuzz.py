@@ -31,15 +31,6 @@ from PIL import Image  # noqa: E402
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 127, value >> 7
-        out.append(low | (128 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def real_strings(codec, max_bytes: int) -> list[bytes]:
     """Strings of Kodak crops small enough to stay under `max_bytes`."""
     strings = []
@@ -54,6 +45,7 @@ def real_strings(codec, max_bytes: int) -> list[bytes]:
 
 def make_case(rng: np.random.Generator, goods: list[bytes], max_bytes: int) -> bytes:
     from codec.entropy import framing  # pylint: disable=import-outside-toplevel
+    from codec.entropy.byte_reader import varint  # pylint: disable=import-outside-toplevel
     good = goods[int(rng.integers(len(goods)))]
     kind = int(rng.integers(4))
     if kind == 0:
@@ -66,7 +58,7 @@ def make_case(rng: np.random.Generator, goods: list[bytes], max_bytes: int) -> b
     if kind == 2:
         payload = framing.split_image_shape(tf.constant([good]))[0].numpy()[0]
         height, width = (int(2 ** rng.uniform(0, 16)) for _ in range(2))
-        return (payload[:1] + _varint(max(height, 1)) + _varint(max(width, 1))
+        return (payload[:1] + varint(max(height, 1)) + varint(max(width, 1))
                 + payload[1:])[:max_bytes]
     return bytes([0x20 | int(rng.integers(32))]) + rng.bytes(int(rng.integers(0, max_bytes)))
 

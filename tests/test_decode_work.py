@@ -13,6 +13,7 @@ from PIL import Image
 
 from codec import zoo
 from codec.entropy import framing, portable_coder
+from codec.entropy.byte_reader import varint
 from codec.models.bls2017 import latent_positions
 from codec.saved_codec import SavedCodec
 
@@ -20,21 +21,12 @@ KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 SINGLE_LANE_POSITIONS = portable_coder.SINGLE_LANE_MAX // 128   # N = 128 latent channels
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 127, value >> 7
-        out.append(low | (128 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _claiming(string: bytes, height: int, width: int) -> bytes:
     """`string` (format byte, shape, payload) with its shape header replaced."""
     payload, _, _, ok = framing.split_image_shape(tf.constant([string]))
     assert bool(ok.numpy()[0])
     payload = payload.numpy()[0]
-    return payload[:1] + _varint(height) + _varint(width) + payload[1:]
+    return payload[:1] + varint(height) + varint(width) + payload[1:]
 
 
 @pytest.fixture(scope="module")

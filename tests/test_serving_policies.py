@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from serving.client import CodecClient
+from test_serving_rest import _readline
 from serving.models import ModelRegistry
 from serving.server import ModelServer, ServerOptions
 
@@ -65,16 +66,6 @@ def test_pinned_versions_serve_exactly_those(three_versions):
     assert latest.available_versions("mnist_l500") == [4]
     with pytest.raises(SystemExit, match="NAME=V"):
         _pinned_versions(["mnist_l500"])
-
-
-def _readline(stream, timeout: float) -> str:
-    import selectors
-    selector = selectors.DefaultSelector()
-    selector.register(stream, selectors.EVENT_READ)
-    try:
-        return stream.readline() if selector.select(timeout) else ""
-    finally:
-        selector.close()
 
 
 @pytest.mark.timeout(300)
