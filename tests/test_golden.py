@@ -128,3 +128,31 @@ def test_mnist_golden_container_names_its_model_and_holds_the_string():
         ("mnist_golden", 28, 28, 1, 0)
     assert data[4] == MANIFEST["mnist"]["container_version"] == 1
     assert list(header.segments) == [strings[0]]
+
+
+def test_format1_multilane_strings_still_decode():
+    """Multi-lane strings of bitstream format 1 (16 and 64 lanes), written by the zoo model
+    before format 2 replaced them in new exports: today's decoder reads back the same symbols
+    under the model's own tables, and the model's baked decoder still accepts them."""
+    import tensorflow as tf
+    from codec import zoo
+    from codec.entropy.coders import PortableRansCoder
+    data = dict(np.load(GOLDEN / "lanes_v1.npz"))
+    model = tf.saved_model.load(str(Path(zoo.resolve_model(MANIFEST["lanes"]["model"]))
+                                    / "saved_model"))
+    cdf = tf.convert_to_tensor(model.entropy_model._cdf)
+    channels = int(model.entropy_model._cdf_offset.shape[0])
+    for name, lanes in (("lanes16", 16), ("lanes64", 64)):
+        string = data[f"{name}_string"].tobytes()
+        assert string[0] >> 5 == 1 and (string[0] >> 2) & 7 == int(np.log2(lanes))
+        symbols, ok = PortableRansCoder().decode(
+            tf.constant([string]), int(data[f"{name}_positions"]), channels, cdf)
+        assert np.asarray(ok).tolist() == [True]
+        np.testing.assert_array_equal(np.asarray(symbols)[0], data[f"{name}_symbols"])
+        assert len(np.unique(data[f"{name}_symbols"])) > 3
+        # One flipped byte in the middle of the words must not decode as valid.
+        broken = bytearray(string)
+        broken[len(broken) // 2] ^= 0x5A
+        _, ok = PortableRansCoder().decode(tf.constant([bytes(broken)]),
+                                           int(data[f"{name}_positions"]), channels, cdf)
+        assert np.asarray(ok).tolist() == [False]

@@ -13,6 +13,13 @@ MNIST (`--family mnist`; the model itself, 10 MB, is not committed — these pin
   quantization offsets, 8 test digits' symbols and the raw `compress` strings of those digits;
 - `mnist_digit0.bin`: the container file `rdpipe compress` wrote for the first digit.
 
+Multi-lane portable strings of bitstream format 1 (`--family lanes`), pinned before format 2
+replaced them in new exports (schemas/bitstream.md):
+
+- `lanes_v1.npz`: the raw format-1 strings (16 and 64 lanes) that the zoo model `bls2017-q1`
+  wrote for a 256×256 and a 512×768 crop of Kodak 23, and their symbols; the tables are the
+  zoo model's own.
+
 tests/test_golden.py decodes them with today's code. A format change must keep them decoding
 (or replace them here, saying why in the README). Run: `.venv/bin/python tests/golden/make_golden.py
 [--family bls2017|mnist]` (each family writes only its own files).
@@ -92,14 +99,41 @@ def write_mnist(manifest: dict) -> None:
                          "latent_channels": int(tables.cdf_offset.shape[0])}
 
 
+def write_lanes(manifest: dict) -> None:
+    """Format-1 multi-lane strings written by the zoo model (its baked coder), and their symbols
+    as the format-1 decoder of the day read them."""
+    import tensorflow as tf
+    from codec import zoo
+    from codec.entropy import portable_coder
+    from codec.models.bls2017 import split_image_shape
+    model = tf.saved_model.load(str(Path(zoo.resolve_model(MODEL)) / "saved_model"))
+    cdf = tf.convert_to_tensor(model.entropy_model._cdf)
+    channels = int(model.entropy_model._cdf_offset.shape[0])
+    image = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))
+    arrays = {}
+    for name, (rows, cols) in {"lanes16": (256, 256), "lanes64": (512, 768)}.items():
+        payload = split_image_shape(model.compress(tf.constant(image[:rows, :cols][None]))[
+            "strings"])[0]
+        positions = (rows // 16) * (cols // 16)
+        symbols, ok = portable_coder.decode(payload, positions, channels, cdf)
+        assert ok.numpy().all()
+        arrays[f"{name}_string"] = np.frombuffer(payload.numpy()[0], np.uint8)
+        arrays[f"{name}_positions"] = np.array(positions, np.int64)
+        arrays[f"{name}_symbols"] = symbols.numpy()[0].astype(np.int16)
+    np.savez_compressed(HERE / "lanes_v1.npz", **arrays)
+    manifest["lanes"] = {"model": MODEL, "input": "kodim23.png[:256, :256] and [:512, :768]",
+                         "bitstream_format_byte": f"0x{arrays['lanes16_string'][0]:02x}",
+                         "lanes": [16, 64]}
+
+
 def main(argv=None) -> int:
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", choices=("bls2017", "mnist"), default="bls2017")
+    parser.add_argument("--family", choices=("bls2017", "mnist", "lanes"), default="bls2017")
     args = parser.parse_args(argv)
     path = HERE / "manifest.json"
     manifest = json.loads(path.read_text()) if path.exists() else {}
-    (write_bls2017 if args.family == "bls2017" else write_mnist)(manifest)
+    {"bls2017": write_bls2017, "mnist": write_mnist, "lanes": write_lanes}[args.family](manifest)
     manifest["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p.read_bytes())}
                          for p in sorted(HERE.iterdir())
                          if p.suffix in (".bin", ".string", ".png", ".npz")}
