@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from codec.entropy.coders import FORMAT_IDS, coder_of_string
+from codec.entropy.coders import FORMAT_IDS, coder_of_string, get_coder
 from codec.entropy.entropy_models import DecodeError, check_decoded, table_fingerprint
 
 __all__ = ["SavedCodec", "DecodeError", "InputError", "model_lambda", "model_name",
@@ -226,7 +226,7 @@ class SavedCodec:
         if self.fixed_size is None:
             raise InputError("sampling needs a fixed-size model (e.g. MNIST 28×28); this one "
                              "codes any image size")
-        format_id = {name: i for i, name in FORMAT_IDS.items()}.get(self.coder)
+        format_id = get_coder(self.coder).format_id if self.coder in FORMAT_IDS.values() else None
         strings = []
         for _ in range(count):
             data = bytearray(rng.bytes(payload_bytes + 1))

@@ -237,6 +237,33 @@ def reexport_image_codec(model_dir: str | Path, saved_model_dir: str | Path) -> 
     return export_image_codec(trainer, saved_model_dir, config)
 
 
+def reexport_saved_image_codec(saved_model_dir: str | Path, out_dir: str | Path,
+                                filters: int = 128) -> ImageCodec:
+    """Exports an exported Ballé 2017 codec again with today's export code, from the weights
+    inside its SavedModel (`saved_model_dir/variables`): for models whose training directory
+    is gone, e.g. the zoo's. Tables, hence the symbols, are unchanged; the strings take today's
+    format. Tries TFC's transform recipe, then rdpipe's legacy one, by which one the variables
+    fit."""
+    variables = str(Path(saved_model_dir) / "variables" / "variables")
+    errors = []
+    for options in (TransformOptions(), TransformOptions.legacy()):
+        config = ImageTrainConfig(filters=filters, parameterization=options.parameterization,
+                                  kernel_init=options.kernel_init,
+                                  last_analysis_bias=options.last_analysis_bias)
+        trainer = build_image_trainer(config)
+        weights = tf.train.Checkpoint(analysis_transform=trainer.analysis_transform,
+                                      synthesis_transform=trainer.synthesis_transform,
+                                      prior_parameters=trainer.prior_parameters)
+        try:
+            # `read`, not `restore`: no save counter, which the SavedModel does not hold.
+            weights.read(variables).expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError) as error:
+            errors.append(f"{options.parameterization}: {str(error)[:200]}")
+            continue
+        return export_image_codec(trainer, out_dir, config)
+    raise ValueError(f"{saved_model_dir}: weights fit neither transform recipe: {errors}")
+
+
 def round_trip(codec: ImageCodec, images: list[np.ndarray]) -> tuple[list[bytes], list]:
     """Each uint8 `[H, W, C]` image through `compress` → `decompress`, one image per call:
     (strings, decoded images)."""
