@@ -55,12 +55,12 @@ def test_portable_coder_writes_v2_for_many_symbols_and_v1_for_few():
         decoded, ok = coder.decode(strings, positions, 16, cdf)
         assert np.asarray(ok).all()
         np.testing.assert_array_equal(np.asarray(decoded), symbols)
-        if format_id == 3:   # v2 costs what v1 does, but 4 bytes per extra lane
+        if format_id == 3:   # v2 costs what v1 does, but ≤ 4 bytes per extra lane
             v1 = portable_coder.encode(tf.constant(symbols), cdf).numpy()
             n = positions * 16
             extra = 4 * ((1 << int(rans_lanes.lanes_log2(n))) - (1 << int(
                 portable_coder.lanes_log2(n))))
-            assert all(abs(len(a) - len(b) - extra) <= 8 for a, b in zip(strings.numpy(), v1))
+            assert all(-8 <= len(a) - len(b) <= extra + 8 for a, b in zip(strings.numpy(), v1))
 
 
 def test_lane_counts():
