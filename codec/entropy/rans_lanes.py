@@ -46,7 +46,7 @@ from codec.entropy.portable_coder import lanes_log2 as v1_lanes_log2
 FORMAT_LANES = 3
 CHUNK_BITS, ITEM_BITS = 4, 5
 MAX_CHUNKS = 9                      # 9 × 4 bits ≥ the 33 bits of a zigzagged int32 overflow
-_FREQ_SHIFT, _BIAS_SHIFT, _BIAS_OFFSET = 40, 16, 1 << 16
+_FREQ_SHIFT, _BIAS_SHIFT = 32, 16
 WIDE_LANE_SYMBOLS = 4096            # symbols per lane above 64 lanes
 MAX_LOG2_LANES = 8                  # at most 256 lanes
 
@@ -66,18 +66,21 @@ def header_byte(log2k) -> tf.Tensor:
 
 
 def packed_slot_table(info: TableInfo) -> tf.Tensor:
-    """int64 `[tables · 2^P]`: for each (table, slot), `freq << 40 | (slot − start + 2^16) << 16
-    | symbol` of the symbol owning that slot — the decode step's one lookup."""
+    """int64 `[(tables + 1) · 2^P]`: for each (table, slot), `freq << 32 | (slot − start) << 16
+    | symbol` of the symbol owning that slot — the decode step's one lookup. The extra last
+    table is the identity (freq 2^P, start 0: the state does not change), for the padding
+    positions of the last step, so the loop needs no mask."""
     slots = tf.bitwise.left_shift(1, info.precision)
     num_tables = tf.shape(info.pmf_length)[0]
     symbol = info.slot_table()
     table = tf.repeat(tf.range(num_tables), slots)
     slot = tf.tile(tf.range(slots), [num_tables])
     where = info.flat(table, symbol)
-    start = tf.gather(info.start, where)
-    freq = tf.cast(tf.gather(info.freq, where), tf.int64)
-    bias = tf.cast(slot - start + _BIAS_OFFSET, tf.int64)
-    return (tf.bitwise.left_shift(freq, _FREQ_SHIFT) + tf.bitwise.left_shift(bias, _BIAS_SHIFT)
+    freq = tf.concat([tf.gather(info.freq, where), tf.fill([slots], slots)], 0)
+    bias = tf.concat([slot - tf.gather(info.start, where), tf.range(slots)], 0)  # < 2^16
+    symbol = tf.concat([symbol, tf.zeros([slots], tf.int32)], 0)
+    return (tf.bitwise.left_shift(tf.cast(freq, tf.int64), _FREQ_SHIFT)
+            + tf.bitwise.left_shift(tf.cast(bias, tf.int64), _BIAS_SHIFT)
             + tf.cast(symbol, tf.int64))
 
 
@@ -203,32 +206,34 @@ def decode(strings: tf.Tensor, table_index: tf.Tensor,
     available = tf.maximum(lengths - word_start, 0) // 2
 
     packed = packed_slot_table(info)
-    pad = [[0, 0], [0, steps * k - n]]
-    base = _time_major(tf.bitwise.left_shift(tf.cast(tf.pad(table_index, pad), tf.int64),
-                                             precision), steps, k)        # [T, B, K]
-    valid = _time_major(tf.broadcast_to(tf.range(steps * k)[None, :] < n,
-                                        tf.stack([batch, steps * k])), steps, k)
+    identity = tf.shape(info.pmf_length)[0]          # the padding positions' table
+    padded = tf.pad(table_index, [[0, 0], [0, steps * k - n]], constant_values=identity)
+    base = _time_major(tf.bitwise.left_shift(tf.cast(padded, tf.int64), precision), steps, k)
+    flat_words = tf.reshape(words, [-1])
+    row_base = (tf.range(batch) * max_words)[:, None]
+    last_word = max_words - 1
 
+    # ≈ 20 ops per step: one lookup, the rANS update, one renormalization read per lane.
     def body(t, x, read, out):
         entry = tf.gather(packed, base[t] + tf.bitwise.bitwise_and(x, slot_mask))
-        freq = tf.bitwise.right_shift(entry, _FREQ_SHIFT)
-        bias = tf.bitwise.bitwise_and(tf.bitwise.right_shift(entry, _BIAS_SHIFT),
-                                      (1 << (_FREQ_SHIFT - _BIAS_SHIFT)) - 1) - _BIAS_OFFSET
-        x = tf.where(valid[t], freq * tf.bitwise.right_shift(x, precision) + bias, x)
-        need = tf.cast(x < STATE_LOWER, tf.int32)
-        at = read[:, None] + tf.cumsum(need, axis=1, exclusive=True)
-        word = tf.gather(words, tf.minimum(at, max_words - 1), batch_dims=1)
-        x = tf.where(need > 0, tf.bitwise.left_shift(x, WORD_BITS) + word, x)
-        out = out.write(t, tf.cast(tf.bitwise.bitwise_and(entry, 0xFFFF), tf.int32))
-        return t + 1, x, read + tf.reduce_sum(need, axis=1), out
+        x = (tf.bitwise.right_shift(entry, _FREQ_SHIFT) * tf.bitwise.right_shift(x, precision)
+             + tf.bitwise.bitwise_and(tf.bitwise.right_shift(entry, _BIAS_SHIFT), 0xFFFF))
+        need = x < STATE_LOWER
+        count = tf.cast(need, tf.int32)
+        at = tf.minimum(read + tf.cumsum(count, axis=1, exclusive=True), last_word)
+        word = tf.gather(flat_words, row_base + at)
+        x = tf.where(need, tf.bitwise.left_shift(x, WORD_BITS) + word, x)
+        return t + 1, x, read + tf.reduce_sum(count, axis=1, keepdims=True), out.write(t, entry)
 
-    loop_vars = (tf.constant(0), x, tf.zeros([batch], tf.int32),
-                 tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape(None)))
+    loop_vars = (tf.constant(0), x, tf.zeros([batch, 1], tf.int32),
+                 tf.TensorArray(tf.int64, size=steps, element_shape=tf.TensorShape(None)))
     _, x, read, out = tf.while_loop(lambda t, *_: t < steps, body, loop_vars,
                                     shape_invariants=_loose_shapes(loop_vars))
+    read = read[:, 0]
     ok &= tf.reduce_all(x == STATE_LOWER, axis=1) & (read <= available)
-    table_symbols = tf.reshape(tf.transpose(_stack(out, batch, k, tf.int32), [1, 0, 2]),
-                               tf.stack([batch, steps * k]))[:, :n]
+    entries = tf.reshape(tf.transpose(_stack(out, batch, k, tf.int64), [1, 0, 2]),
+                         tf.stack([batch, steps * k]))[:, :n]
+    table_symbols = tf.cast(tf.bitwise.bitwise_and(entries, 0xFFFF), tf.int32)
     symbols, escapes_ok = _read_escapes(raw, lengths, word_start + 2 * read, table_symbols,
                                         tf.gather(info.pmf_length, table_index))
     return symbols, ok & escapes_ok
