@@ -20,6 +20,13 @@ import tf_keras as keras
 
 from codec.eval import image_eval
 from codec.models.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
+from codec.models.bmshj2018 import HyperpriorCodec, HyperpriorTrainer
+
+# Entropy-model architecture of an image codec → (trainer class, export module class). Both
+# trainers share one interface (call, optimize, prior_parameters), so everything below trains,
+# probes and exports either.
+ARCHITECTURES = {"factorized": (BLS2017Trainer, ImageCodec),
+                 "hyperprior": (HyperpriorTrainer, HyperpriorCodec)}
 from codec.data.crops import CROP_SAMPLINGS, CropSampler, load_image_folders
 from codec.schedule import SCHEDULES, learning_rate
 from codec.train_loop import METRICS, atomic_write_text, is_chief, read_log, train_steps
@@ -81,6 +88,10 @@ class ImageTrainConfig:
     verbose: int = 2
     # Folder(s) of training images (required): one path, or several joined by ",".
     train_dir: str = ""
+    # "factorized" (Ballé 2017, codec/models/bls2017.py) or "hyperprior" (Ballé 2018's scale
+    # hyperprior on the same transforms, codec/models/bmshj2018.py; `hyper_filters` 0 = filters).
+    architecture: str = "factorized"
+    hyper_filters: int = 0
     # Warm start: output dir of another trained model (any λ, same filters/channels) whose
     # newest checkpoint initializes the weights when this run has no checkpoint of its own.
     # Fine-tuning a trained model to a new λ reaches a given loss in a fraction of the steps
@@ -92,6 +103,10 @@ class ImageTrainConfig:
             raise ValueError("need lmbda > 0, filters ≥ 1, patch_size ≥ 16, batch_size ≥ 1")
         if self.channels not in (1, 3):
             raise ValueError("channels must be 1 (grey) or 3 (RGB)")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}")
+        if self.architecture == "hyperprior" and self.patch_size % 64:
+            raise ValueError("the hyperprior needs patch_size a multiple of 64 (z is /64)")
         if self.crop_sampling not in CROP_SAMPLINGS:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLINGS}")
         if self.prior_lr_multiplier <= 0:
@@ -145,7 +160,7 @@ def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
     policy, for measuring that cost. The latents are always float32 before coding."""
     if not inference_policy:
         trainer = float32_twin(trainer, config)
-    return export_codec_module(ImageCodec, trainer, path, config)
+    return export_codec_module(ARCHITECTURES[config.architecture][1], trainer, path, config)
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -168,11 +183,15 @@ def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision_policy or "float32")
     try:
-        trainer = BLS2017Trainer(config.lmbda, config.filters, config.channels,
-                                 options=config.transform_options,
-                                 prior_init_scale=config.prior_init_scale,
-                                 legacy_prior_numerics=config.legacy_prior_numerics)
-        trainer(tf.zeros((1, 16, 16, config.channels), tf.uint8))   # create variables
+        trainer_class = ARCHITECTURES[config.architecture][0]
+        extra = {"hyper_filters": config.hyper_filters} \
+            if config.architecture == "hyperprior" else {}
+        trainer = trainer_class(config.lmbda, config.filters, config.channels,
+                                options=config.transform_options,
+                                prior_init_scale=config.prior_init_scale,
+                                legacy_prior_numerics=config.legacy_prior_numerics, **extra)
+        size = 64 if config.architecture == "hyperprior" else 16
+        trainer(tf.zeros((1, size, size, config.channels), tf.uint8))   # create variables
     finally:
         keras.mixed_precision.set_global_policy(previous)
     clip = {"global_clipnorm": config.clipnorm} if config.clipnorm > 0 else {}
@@ -205,12 +224,18 @@ def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path)
     return True
 
 
+def model_weights(trainer) -> dict:
+    """The trained parts of either architecture, by the attribute names checkpoints and export
+    modules use (the optimizers are not among them)."""
+    names = ("analysis_transform", "synthesis_transform", "prior_parameters",
+             "hyper_analysis", "hyper_synthesis")
+    return {name: getattr(trainer, name) for name in names if hasattr(trainer, name)}
+
+
 def _restore_weights(trainer: BLS2017Trainer, checkpoint: str, what: str) -> None:
     # Only the model's weights: the checkpoint also holds the optimizers (tracked by the
     # trainer), whose step counters would carry the source's learning-rate schedule over.
-    weights = tf.train.Checkpoint(analysis_transform=trainer.analysis_transform,
-                                  synthesis_transform=trainer.synthesis_transform,
-                                  prior_parameters=trainer.prior_parameters)
+    weights = tf.train.Checkpoint(**model_weights(trainer))
     try:   # the optimizer state is deliberately not restored: expect_partial
         status = tf.train.Checkpoint(trainer=weights).restore(checkpoint).expect_partial()
         status.assert_existing_objects_matched()
@@ -251,9 +276,7 @@ def reexport_saved_image_codec(saved_model_dir: str | Path, out_dir: str | Path,
                                   kernel_init=options.kernel_init,
                                   last_analysis_bias=options.last_analysis_bias)
         trainer = build_image_trainer(config)
-        weights = tf.train.Checkpoint(analysis_transform=trainer.analysis_transform,
-                                      synthesis_transform=trainer.synthesis_transform,
-                                      prior_parameters=trainer.prior_parameters)
+        weights = tf.train.Checkpoint(**model_weights(trainer))
         try:
             # `read`, not `restore`: no save counter, which the SavedModel does not hold.
             weights.read(variables).expect_partial().assert_existing_objects_matched()
@@ -287,8 +310,9 @@ def kodak_probe(images: list[np.ndarray], config: ImageTrainConfig):
     """A `train_steps` probe: codes `images` with the current weights (float32 inference,
     actual strings) → {bpp, psnr}."""
     def probe(trainer: BLS2017Trainer) -> dict:
-        codec = ImageCodec(float32_twin(trainer, config), tail_mass=config.tail_mass,
-                           precision=config.precision, coder=config.coder)
+        codec = ARCHITECTURES[config.architecture][1](
+            float32_twin(trainer, config), tail_mass=config.tail_mass,
+            precision=config.precision, coder=config.coder)
         return probe_rate_distortion(codec, images)
     return probe
 
