@@ -101,9 +101,10 @@ def cmd_train(args) -> None:
 
 
 def add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train one codec of a family (mnist, bls2017) for one λ",
+    names = "mnist, bls2017, bmshj2018-hyperprior"   # codec/families (not imported here: TF)
+    p = sub.add_parser("train", help=f"train one codec of a family ({names}) for one λ",
                        description=__doc__.split("\n\n")[1] if "\n\n" in __doc__ else None)
-    p.add_argument("family", help="codec family: mnist or bls2017 (codec/families)")
+    p.add_argument("family", help=f"codec family: {names} (codec/families)")
     p.add_argument("--output", help="output dir (default models/<family>/lmbda_<λ>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any training option, e.g. --set epochs=3")

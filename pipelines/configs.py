@@ -86,7 +86,13 @@ IMAGES_QUICK = dataclasses.replace(
     lambdas=(GateSpec(.01, max_rate=24., distortion_bound=16.5),),
 )
 
-CONFIGS = {c.name: c for c in (MNIST, MNIST_QUICK, IMAGES, IMAGES_QUICK)}
+# The scale hyperprior (codec/families/bmshj2018.py) on the same data, λ grid and gates.
+HYPERPRIOR = dataclasses.replace(IMAGES, name="hyperprior", family="bmshj2018-hyperprior")
+HYPERPRIOR_QUICK = dataclasses.replace(IMAGES_QUICK, name="hyperprior-quick",
+                                       family="bmshj2018-hyperprior")
+
+CONFIGS = {c.name: c for c in (MNIST, MNIST_QUICK, IMAGES, IMAGES_QUICK, HYPERPRIOR,
+                               HYPERPRIOR_QUICK)}
 
 
 def get_config(name: str) -> PipelineConfig:

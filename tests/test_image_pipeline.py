@@ -1,4 +1,5 @@
-"""End to end: the images-quick pipeline (Ballé 2017 codec, tiny) on a real LocalDagRunner run."""
+"""End to end: the images-quick and hyperprior-quick pipelines (Ballé 2017 codec and the scale
+hyperprior, tiny) on a real LocalDagRunner run."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from codec.saved_codec import SavedCodec
-from pipelines.configs import IMAGES_QUICK
+from pipelines.configs import HYPERPRIOR_QUICK, IMAGES_QUICK
 from quality_floors import flat_colour, psnr_db
 from pipelines.runner import format_summary, run_local
 
@@ -29,12 +30,15 @@ def _most_textured_crop(path: Path, height: int = 80, width: int = 96) -> np.nda
 
 @pytest.mark.timeout(900)
 @pytest.mark.slow
-def test_images_quick_pipeline_trains_gates_and_pushes(tmp_path):
+@pytest.mark.parametrize("quick,serving", [(IMAGES_QUICK, "bls2017_l0p01"),
+                                           (HYPERPRIOR_QUICK, "bmshj2018_l0p01")],
+                         ids=["bls2017", "hyperprior"])
+def test_images_quick_pipeline_trains_gates_and_pushes(tmp_path, quick, serving):
     folder = tmp_path / "data" / "photos"
     folder.mkdir(parents=True)
     for path in sorted(PHOTOS.glob("*.png"))[:6]:   # small crops keep the run to a minute
         Image.fromarray(_most_textured_crop(path)).save(folder / path.name)
-    config = dataclasses.replace(IMAGES_QUICK, data_root=str(tmp_path / "data"),
+    config = dataclasses.replace(quick, data_root=str(tmp_path / "data"),
                                  image_pattern="photos/*.png",
                                  workspace=str(tmp_path / "ws"),
                                  serving_dir=str(tmp_path / "serving"))
@@ -47,7 +51,7 @@ def test_images_quick_pipeline_trains_gates_and_pushes(tmp_path):
     assert "bpp, PSNR" in format_summary(summary)
 
     version_dir = Path(item["pushed_destination"])
-    assert version_dir.parent.name == "bls2017_l0p01"
+    assert version_dir.parent.name == serving
     served = tf.saved_model.load(str(version_dir))
     assert {"compress", "decompress", "svd_approximate", "svd_approximate_compression",
             "svd_approximate_energy"} <= set(served.signatures)
