@@ -12,6 +12,10 @@ transforms (issue 22 asks for both transform sets to be measured at equal CPU ti
 - y is coded under N(0, σ) bins (`codec.entropy.conditional`, 64 tables, portable rANS v2).
 - Loss `bpp + λ·MSE` (0–255 pixels), bpp = bits of ỹ and z̃ over the pixels.
 
+Coding takes the table indexes from an integer version of h_s (`IntegerConvStack`: integer
+weights and fixed-point activations, exact float64 sums), so encoder and decoder agree on every
+machine; training uses the float h_s.
+
 One string per image (schemas/bitstream.md, "hyperprior"): the z string's format byte, the
 image size (as `codec.entropy.framing.add_image_shape` writes it), varint(len(z string) − 1),
 the rest of the z string, then the y string.
@@ -31,6 +35,7 @@ from codec.entropy.deep_factorized import DeepFactorizedParameters
 from codec.entropy.entropy_models import EntropyModel
 from codec.entropy.framing import (MAX_PIXELS, _read_varint, _tail, _varint, add_image_shape,
                                    bytes_to_strings, split_image_shape)
+from codec.layers.integer_net import IntegerConvStack
 from codec.layers.signal_conv import SignalConv2D
 from codec.linalg import svd
 from codec.models.bls2017 import (DEFAULT_FILTERS, TransformOptions, _global_noise,
@@ -202,16 +207,25 @@ class HyperpriorCodec(tf.Module):
         self.conditional = ConditionalEntropyModel(scales=scale_table(), tail_mass=tail_mass,
                                                    precision=precision)
         self.conditional.build_tables()
+        # The table indexes come from an integer version of h_s, in encoder and decoder alike:
+        # the same indexes on every machine (codec/layers/integer_net.py).
+        self.integer_hyper_synthesis = IntegerConvStack(trainer.hyper_synthesis,
+                                                        name="integer_hyper_synthesis")
         images_spec = tf.TensorSpec((None, None, None, self.channels), tf.uint8, name="images")
         strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
         self.compress = tf.function(self._compress, input_signature=[images_spec])
         self.decompress = tf.function(self._decompress, input_signature=[strings_spec])
         self.decompress_unchecked = tf.function(self._decompress_unchecked,
                                                 input_signature=[strings_spec])
+        # Not a serving signature: the table indexes a decoder derives from strings (tests
+        # compare them across processes and machines).
+        self.decoder_indexes = tf.function(lambda strings: self._side(strings)[0],
+                                           input_signature=[strings_spec])
         self.svd = svd.svd_signatures()
 
     def _indexes(self, z_hat):
-        return table_index(self.hyper_synthesis(z_hat))
+        index = self.integer_hyper_synthesis(z_hat)               # exact, float64
+        return tf.cast(tf.clip_by_value(tf.floor(index + .5), 0., SCALE_LEVELS - 1.), tf.int32)
 
     def _compress(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
@@ -235,7 +249,9 @@ class HyperpriorCodec(tf.Module):
                 "bits_per_pixel": (z_bits + y_bits) / pixels,
                 "model_fingerprint": self.entropy_model.fingerprint_strings(tf.shape(images)[0])}
 
-    def _decode(self, strings):
+    def _side(self, strings):
+        """The side information of `strings`: (table indexes, y strings, ok so far, h, w,
+        same size)."""
         payload, height, width, shape_ok = split_image_shape(strings)
         z_strings, y_strings, split_ok = _split_hyper_string(payload)
         h, w = tf.concat([height, [1]], 0)[0], tf.concat([width, [1]], 0)[0]
@@ -247,12 +263,15 @@ class HyperpriorCodec(tf.Module):
                        >= self.entropy_model.min_string_bytes(z_positions))
         z_grid = tf.where(tf.reduce_all(long_enough), tf.stack(z_grid), [1, 1])
         z_hat, z_ok = self.entropy_model.decompress(z_strings, z_grid)
-        indexes = self._indexes(z_hat)
+        ok = shape_ok & split_ok & long_enough & z_ok
+        return self._indexes(z_hat), y_strings, ok, h, w, same
+
+    def _decode(self, strings):
+        indexes, y_strings, ok, h, w, same = self._side(strings)
         y_hat, y_ok = self.conditional.decompress(y_strings, indexes)
         x_hat = tf.cast(self.synthesis_transform(y_hat), tf.float32)[:, :h, :w, :]
         images = tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
-        ok = shape_ok & split_ok & long_enough & z_ok & y_ok
-        return images, ok, same
+        return images, ok & y_ok, same
 
     def _decompress(self, strings):
         images, ok, same = self._decode(strings)
