@@ -125,8 +125,10 @@ def cmd_train_zoo(args) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     defaults = LadderConfig()
     base = dc.replace(defaults.base, **parse_options(ImageTrainConfig, args.extra, args.set or []))
+    # A hyperprior ladder (`--architecture hyperprior`) lives beside the factorized one.
+    name = args.name or ("bmshj2018-hyperprior" if base.architecture == "hyperprior" else None)
     ladder = dc.replace(defaults, base=base, **{k: v for k, v in {
-        "name": args.name, "anchor_steps": args.anchor_steps,
+        "name": name, "anchor_steps": args.anchor_steps,
         "finetune_steps": args.finetune_steps, "anchor_lmbda": args.anchor_lambda,
         "lambdas": tuple(args.lambdas) if args.lambdas else None,
         "probe_every": args.probe_every, "probe_images": args.probe_images}.items()
@@ -147,12 +149,14 @@ def add_train_zoo_parser(sub) -> None:
                     "(~/.cache/rdpipe) and resuming exactly where a previous run stopped. "
                     "Any option of `rdpipe train bls2017` (e.g. --precision-policy '' "
                     "--learning-rate 2e-4 --schedule constant --train-dir A B) sets the "
-                    "training recipe of every model.")
+                    "training recipe of every model; --architecture hyperprior trains the "
+                    "scale-hyperprior ladder instead.")
     p.add_argument("--hours", type=float, help="stop (checkpointed) after this many hours")
     p.add_argument("--threads", type=int, default=0,
                    help="TF intra-op threads (default: TF's choice, all cores)")
     p.add_argument("--root", help="ladder directory (default $RDPIPE_CACHE/ladders/NAME)")
-    p.add_argument("--name", help="ladder name (default bls2017)")
+    p.add_argument("--name", help="ladder name (default bls2017; bmshj2018-hyperprior with "
+                                  "--architecture hyperprior)")
     p.add_argument("--lambdas", type=float, nargs="+", help="λ of the rungs (default: "
                    "CompressAI's 8 MSE λ, 0.0018 … 0.18)")
     p.add_argument("--anchor-lambda", type=float, help="λ of the anchor (default 0.013)")

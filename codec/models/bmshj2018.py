@@ -193,7 +193,7 @@ class HyperpriorCodec(tf.Module):
     """Exported module with the same signatures as `codec.models.bls2017.ImageCodec`."""
 
     def __init__(self, trainer: HyperpriorTrainer, *, tail_mass: float = 2 ** -8,
-                 precision: int = 12, coder: str = DEFAULT_CODER):
+                 precision: int = 12, coder: str = DEFAULT_CODER, integer_indexes: bool = True):
         super().__init__(name="bmshj2018_codec")
         self.analysis_transform = trainer.analysis_transform
         self.synthesis_transform = trainer.synthesis_transform
@@ -211,6 +211,7 @@ class HyperpriorCodec(tf.Module):
         # the same indexes on every machine (codec/layers/integer_net.py).
         self.integer_hyper_synthesis = IntegerConvStack(trainer.hyper_synthesis,
                                                         name="integer_hyper_synthesis")
+        self.integer_indexes = bool(integer_indexes)
         images_spec = tf.TensorSpec((None, None, None, self.channels), tf.uint8, name="images")
         strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
         self.compress = tf.function(self._compress, input_signature=[images_spec])
@@ -224,6 +225,8 @@ class HyperpriorCodec(tf.Module):
         self.svd = svd.svd_signatures()
 
     def _indexes(self, z_hat):
+        if not self.integer_indexes:     # the float h_s: only to measure what integers cost
+            return table_index(self.hyper_synthesis(z_hat))
         index = self.integer_hyper_synthesis(z_hat)               # exact, float64
         return tf.cast(tf.clip_by_value(tf.floor(index + .5), 0., SCALE_LEVELS - 1.), tf.int32)
 
