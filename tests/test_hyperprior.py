@@ -193,3 +193,18 @@ def test_indexes_and_symbols_are_identical_in_another_process_with_onednn_off(ti
         for i in range(len(strings)):
             np.testing.assert_array_equal(np.load(f"{data}.idx{i}.npy"), here[i])
             assert np.abs(np.load(f"{data}.img{i}.npy").astype(int) - pixels[i]).max() <= 1
+
+
+def test_integer_stack_outputs_grid_values_within_its_bounds():
+    from codec.layers.integer_net import IntegerConvStack
+    from codec.models.bmshj2018 import make_hyper_synthesis
+    stack = make_hyper_synthesis(8, 8)
+    stack(tf.zeros([1, 2, 2, 8]))
+    integer = IntegerConvStack(stack)
+    z = tf.constant(np.random.default_rng(7).normal(0, 1e4, (1, 2, 3, 8)).astype(np.float32))
+    out = integer(z).numpy()
+    assert out.shape == (1, 8, 12, 8) and out.dtype == np.float64
+    np.testing.assert_array_equal(out * 256, np.round(out * 256))    # on the 2^-8 grid
+    assert np.abs(out).max() <= 1024                                   # saturated
+    with pytest.raises(ValueError, match="SignalConv2D and ReLU"):
+        IntegerConvStack(keras.Sequential([keras.layers.Dense(3)]))

@@ -225,6 +225,20 @@ def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
     item_freq = tf.cast(tf.transpose(item_freq, [2, 0, 1]), tf.int64)
 
     x0 = tf.where(k == 1, tf.constant(1, tf.int64), tf.constant(STATE_LOWER, tf.int64))
+    x, words, emitted = encode_items(item_freq, item_start, precision, x0)
+
+    single = k == 1
+    values, keep = tf.cond(single, lambda: _single_lane_frame(x[:, 0], words, emitted),
+                           lambda: _multi_lane_frame(x, log2k, words, emitted))
+    return bytes_to_strings(values, keep)
+
+
+def encode_items(item_freq: tf.Tensor, item_start: tf.Tensor, precision: tf.Tensor,
+                 x0: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The rANS encoder loop shared by v1 and v2: items `[T, B, K]` (frequency 0 = no item)
+    coded in reverse from state `x0` → (final states `[B, K]`, word bytes `[B, 2·T·K]` in
+    decoder read order, their keep mask)."""
+    steps, batch, k = tf.unstack(tf.shape(item_freq))
     word_mask = (1 << WORD_BITS) - 1
 
     def body(t, x, words, emitted):
@@ -250,12 +264,7 @@ def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
                          [batch, -1])
     words = tf.reshape(tf.bitwise.right_shift(words[..., None], tf.constant([8, 0], tf.int64))
                        % 256, [batch, -1])
-    emitted = tf.reshape(tf.repeat(emitted[..., None], 2, axis=2), [batch, -1])
-
-    single = k == 1
-    values, keep = tf.cond(single, lambda: _single_lane_frame(x[:, 0], words, emitted),
-                           lambda: _multi_lane_frame(x, log2k, words, emitted))
-    return bytes_to_strings(values, keep)
+    return x, words, tf.reshape(tf.repeat(emitted[..., None], 2, axis=2), [batch, -1])
 
 
 def _single_lane_frame(x, words, emitted):

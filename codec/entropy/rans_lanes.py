@@ -40,7 +40,8 @@ import tensorflow as tf
 
 from codec.entropy.framing import bytes_to_strings
 from codec.entropy.portable_coder import (STATE_LOWER, WORD_BITS, TableInfo, _big_endian,
-                                          _loose_shapes, _stack, _zigzag_overflow)
+                                          _loose_shapes, _stack, _zigzag_overflow,
+                                          encode_items)
 from codec.entropy.portable_coder import lanes_log2 as v1_lanes_log2
 
 FORMAT_LANES = 3
@@ -136,32 +137,8 @@ def encode(symbols: tf.Tensor, table_index: tf.Tensor, cdf: tf.Tensor) -> tf.Ten
     start = _time_major(tf.cast(tf.gather(info.start, where), tf.int64), steps, k)
     freq = _time_major(tf.where(valid, tf.cast(tf.gather(info.freq, where), tf.int64), 0),
                        steps, k)
-    word_mask = (1 << WORD_BITS) - 1
-
-    def body(t, x, words, emitted):
-        f = freq[t]
-        active = f > 0
-        f_safe = tf.maximum(f, 1)
-        emit = active & (x >= tf.bitwise.left_shift(f, 32 - precision))
-        words = words.write(t, tf.where(emit, tf.bitwise.bitwise_and(x, word_mask),
-                                        tf.zeros_like(x)))
-        emitted = emitted.write(t, emit)
-        x = tf.where(emit, tf.bitwise.right_shift(x, WORD_BITS), x)
-        coded = tf.bitwise.left_shift(x // f_safe, precision) + x % f_safe + start[t]
-        return t - 1, tf.where(active, coded, x), words, emitted
-
-    loop_vars = (steps - 1, tf.fill(tf.stack([batch, k]), tf.constant(STATE_LOWER, tf.int64)),
-                 tf.TensorArray(tf.int64, size=steps, element_shape=tf.TensorShape(None)),
-                 tf.TensorArray(tf.bool, size=steps, element_shape=tf.TensorShape(None)))
-    _, x, words, emitted = tf.while_loop(lambda t, *_: t >= 0, body, loop_vars,
-                                         shape_invariants=_loose_shapes(loop_vars))
-    words = tf.reshape(tf.transpose(_stack(words, batch, k, tf.int64), [1, 0, 2]), [batch, -1])
-    emitted = tf.reshape(tf.transpose(_stack(emitted, batch, k, tf.bool), [1, 0, 2]),
-                         [batch, -1])
-    word_bytes = tf.reshape(tf.bitwise.right_shift(words[..., None],
-                                                   tf.constant([8, 0], tf.int64)) % 256,
-                            [batch, -1])
-    word_keep = tf.reshape(tf.repeat(emitted[..., None], 2, axis=2), [batch, -1])
+    x, word_bytes, word_keep = encode_items(freq, start, precision,
+                                            tf.constant(STATE_LOWER, tf.int64))
 
     # Escaped values, in symbol order per string.
     found = tf.where(escape)                                              # [E, 2] (b, i)

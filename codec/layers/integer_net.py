@@ -15,7 +15,9 @@ reports of TFC and CompressAI. Here the path is integer arithmetic by constructi
   float64 arithmetic computes it exactly in any order, with or without FMA — hence the same
   result from every float64 convolution that sums products (CPU im2col/GEMM, Eigen, BLAS);
 - after the bias and the ReLU, the accumulator goes back to `a` fractional bits by
-  floor((acc + 2^(s−1)) / 2^s), exact (a power of two).
+  floor((acc + 2^(s−1)) / 2^s), exact (a power of two), and saturates at ±`max_value`: with
+  every layer input bounded, the worst-case accumulator is bounded too, and checked below
+  2^52 when the stack is built — exactness holds for any input, not only for typical ones.
 
 The float64 convolutions are stock TF ops, so exports stay loadable anywhere. The integer
 network approximates the trained float one; what that costs in rate is measured, not assumed.
@@ -41,12 +43,13 @@ class IntegerConvStack(tf.Module):
     `2^-ACTIVATION_BITS`, identical on every machine for identical inputs."""
 
     def __init__(self, stack: keras.Sequential, activation_bits: int = ACTIVATION_BITS,
-                 weight_bits: int = WEIGHT_BITS, max_input: float = 2. ** 14,
+                 weight_bits: int = WEIGHT_BITS, max_value: float = 2. ** 10,
                  name: str | None = None):
         super().__init__(name=name)
         self.activation_bits = int(activation_bits)
+        self.limit = float(max_value) * 2. ** activation_bits   # |input| of every layer
         self._layers: list[dict] = []
-        bound = max_input * 2. ** activation_bits         # largest |input| on the grid
+        bound = self.limit
         for layer in stack.layers:
             if isinstance(layer, keras.layers.ReLU):
                 if not self._layers:
@@ -68,9 +71,7 @@ class IntegerConvStack(tf.Module):
                 float(np.abs(biases).max())
             if worst >= _EXACT_LIMIT:
                 raise ValueError(f"{layer.name}: integer accumulators could reach {worst:.3g}"
-                                 ", beyond exact float64 sums; lower weight_bits or max_input")
-            # Outputs back on the activation grid: |output| ≤ worst / 2^shift (+ rounding).
-            bound = worst / 2. ** shift + 1.
+                                 ", beyond exact float64 sums; lower weight_bits or max_value")
             self._layers.append({
                 "weights": tf.Variable(weights.astype(np.int32), trainable=False,
                                        name=f"{layer.name}_weights"),
@@ -80,7 +81,8 @@ class IntegerConvStack(tf.Module):
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         scale = 2. ** self.activation_bits
-        x = tf.round(tf.cast(x, tf.float64) * scale)        # exact: x · 2^a, then rounding
+        # Exact: x · 2^a, rounding, saturation.
+        x = tf.clip_by_value(tf.round(tf.cast(x, tf.float64) * scale), -self.limit, self.limit)
         for spec in self._layers:
             kernel = tf.cast(spec["weights"], tf.float64)
             if spec["transpose"]:
@@ -95,5 +97,6 @@ class IntegerConvStack(tf.Module):
             if spec["relu"]:
                 acc = tf.maximum(acc, 0.)
             half = 2. ** (spec["shift"] - 1) if spec["shift"] > 0 else 0.
-            x = tf.floor((acc + half) / 2. ** spec["shift"])
+            x = tf.clip_by_value(tf.floor((acc + half) / 2. ** spec["shift"]), -self.limit,
+                                 self.limit)
         return x / scale

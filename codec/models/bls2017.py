@@ -75,28 +75,13 @@ def make_synthesis_transform(filters: int = DEFAULT_FILTERS, channels: int = 3,
     ], name="synthesis_transform")
 
 
-class BLS2017Trainer(keras.Model):
-    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script).
+class RateDistortionTrainer(keras.Model):
+    """What every image trainer shares: `compile` with an optional `prior_optimizer` for
+    `self.prior_parameters`, the loss/bpp/mse/psnr trackers, `optimize` (one step) and the Keras
+    step functions. Subclasses build the transforms and the entropy models and define `call`
+    (→ {"loss", "bpp", "mse", "psnr"})."""
 
-    `compile(optimizer=..., prior_optimizer=...)`: the prior's parameters may get their own
-    optimizer (e.g. a higher learning rate): the prior starts at scale `prior_init_scale`
-    while the latents start with std ≈ 0.1–1, and with the transforms' small learning rate the
-    rate model stays wrong (≈ 1 bit/latent of excess) for thousands of steps.
-    """
-
-    def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
-                 options: TransformOptions = TransformOptions(),
-                 prior_init_scale: float = 10., legacy_prior_numerics: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        if lmbda <= 0 or filters < 1 or channels not in (1, 3):
-            raise ValueError("need lmbda > 0, filters ≥ 1 and channels 1 (grey) or 3 (RGB)")
-        self.lmbda, self.filters, self.channels = float(lmbda), int(filters), int(channels)
-        self.analysis_transform = make_analysis_transform(filters, options)
-        self.synthesis_transform = make_synthesis_transform(filters, channels, options)
-        self.prior_parameters = DeepFactorizedParameters(
-            filters, init_scale=prior_init_scale, legacy_numerics=legacy_prior_numerics,
-            name="prior")
-        self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
+    def _init_trackers(self) -> None:
         self.prior_optimizer = None
         self._trackers = {name: keras.metrics.Mean(name=name)
                           for name in ("loss", "bpp", "mse", "psnr")}
@@ -104,26 +89,6 @@ class BLS2017Trainer(keras.Model):
     def compile(self, optimizer="adam", prior_optimizer=None, **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
         self.prior_optimizer = prior_optimizer
-
-    def call(self, images, training=False, noise_seed=None):
-        """noise_seed: int32 `[2]` (training only): the uniform noise of this batch is drawn
-        statelessly from it — for the *global* batch, of which this replica takes its rows —
-        so a resumed or a multi-worker run perturbs each crop exactly as a single uninterrupted
-        run does. None: TF's global RNG."""
-        x = tf.cast(images, tf.float32)
-        # Under a mixed-precision policy the transforms compute in bfloat16; the rate and the
-        # distortion are always float32.
-        y = tf.cast(self.analysis_transform(x / 255.), tf.float32)
-        noise = None
-        if training and noise_seed is not None:
-            noise = _replica_rows(_global_noise(y, noise_seed))
-        y_tilde, bits = self.entropy_model(y, training=training, noise=noise)
-        x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
-        pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
-        bpp = tf.reduce_mean(bits) / pixels
-        mse = tf.reduce_mean(tf.square(x - x_tilde))
-        return {"loss": bpp + self.lmbda * mse, "bpp": bpp, "mse": mse,
-                "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
 
     @property
     def metrics(self):
@@ -163,6 +128,51 @@ class BLS2017Trainer(keras.Model):
     @tf.autograph.experimental.do_not_convert
     def test_step(self, images):
         return self._update(self(images, training=False))
+
+
+class BLS2017Trainer(RateDistortionTrainer):
+    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script).
+
+    `compile(optimizer=..., prior_optimizer=...)`: the prior's parameters may get their own
+    optimizer (e.g. a higher learning rate): the prior starts at scale `prior_init_scale`
+    while the latents start with std ≈ 0.1–1, and with the transforms' small learning rate the
+    rate model stays wrong (≈ 1 bit/latent of excess) for thousands of steps.
+    """
+
+    def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
+                 options: TransformOptions = TransformOptions(),
+                 prior_init_scale: float = 10., legacy_prior_numerics: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if lmbda <= 0 or filters < 1 or channels not in (1, 3):
+            raise ValueError("need lmbda > 0, filters ≥ 1 and channels 1 (grey) or 3 (RGB)")
+        self.lmbda, self.filters, self.channels = float(lmbda), int(filters), int(channels)
+        self.analysis_transform = make_analysis_transform(filters, options)
+        self.synthesis_transform = make_synthesis_transform(filters, channels, options)
+        self.prior_parameters = DeepFactorizedParameters(
+            filters, init_scale=prior_init_scale, legacy_numerics=legacy_prior_numerics,
+            name="prior")
+        self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
+        self._init_trackers()
+
+    def call(self, images, training=False, noise_seed=None):
+        """noise_seed: int32 `[2]` (training only): the uniform noise of this batch is drawn
+        statelessly from it — for the *global* batch, of which this replica takes its rows —
+        so a resumed or a multi-worker run perturbs each crop exactly as a single uninterrupted
+        run does. None: TF's global RNG."""
+        x = tf.cast(images, tf.float32)
+        # Under a mixed-precision policy the transforms compute in bfloat16; the rate and the
+        # distortion are always float32.
+        y = tf.cast(self.analysis_transform(x / 255.), tf.float32)
+        noise = None
+        if training and noise_seed is not None:
+            noise = _replica_rows(_global_noise(y, noise_seed))
+        y_tilde, bits = self.entropy_model(y, training=training, noise=noise)
+        x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
+        pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+        bpp = tf.reduce_mean(bits) / pixels
+        mse = tf.reduce_mean(tf.square(x - x_tilde))
+        return {"loss": bpp + self.lmbda * mse, "bpp": bpp, "mse": mse,
+                "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
 
 
 def _global_noise(y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -208,7 +218,52 @@ def _replicate_pad(x: tf.Tensor, multiple: int) -> tf.Tensor:
     return tf.gather(x, tf.minimum(tf.range(padded[1]), shape[2] - 1), axis=2)
 
 
-class ImageCodec(tf.Module):
+class ImageCodecSignatures(tf.Module):
+    """The export modules' shared part: the signature functions over `_compress(images)` and
+    `_decode(strings) → (images, ok, same size)`, the size check, the SVD signatures."""
+
+    def _make_signatures(self, channels: int) -> None:
+        images_spec = tf.TensorSpec((None, None, None, channels), tf.uint8, name="images")
+        strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
+        self.compress = tf.function(self._compress, input_signature=[images_spec])
+        self.decompress = tf.function(self._decompress, input_signature=[strings_spec])
+        self.decompress_unchecked = tf.function(self._decompress_unchecked,
+                                                input_signature=[strings_spec])
+        self.svd = svd.svd_signatures()
+
+    @staticmethod
+    def _pixels_in_unit_range(images) -> tf.Tensor:
+        """uint8 images → float32 in [0, 1], after refusing images above MAX_PIXELS (checked
+        before any transform: a too-large image fails fast instead of exhausting memory)."""
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        with tf.control_dependencies([tf.debugging.Assert(
+                tf.cast(height, tf.int64) * tf.cast(width, tf.int64) <= MAX_PIXELS,
+                [f"rdpipe: images larger than {MAX_PIXELS} pixels (4096x4096) are refused (the "
+                 "decoder's memory bound); split them into tiles. Got height, width:",
+                 height, width])]):
+            return tf.cast(images, tf.float32) / 255.
+
+    def _decompress(self, strings):
+        images, ok, same = self._decode(strings)
+        checks = [tf.debugging.Assert(same, ["rdpipe: strings in one decompress call must "
+                                             "share an image size"]),
+                  tf.debugging.Assert(tf.reduce_all(ok), [
+                      "rdpipe: strings failed the image-shape or end-of-stream check (corrupt, "
+                      "truncated, or written by another model); sanity_ok per string:", ok])]
+        with tf.control_dependencies(checks):
+            return {"images": tf.identity(images)}
+
+    def _decompress_unchecked(self, strings):
+        images, ok, same = self._decode(strings)
+        return {"images": images, "sanity_ok": ok & same}
+
+    def signatures(self) -> dict:
+        return {"compress": self.compress, "decompress": self.decompress,
+                "decompress_unchecked": self.decompress_unchecked,
+                **self.svd, "serving_default": self.compress}
+
+
+class ImageCodec(ImageCodecSignatures):
     """Exported module: compress / decompress (any image size) + the SVD signatures.
 
       compress(images uint8 [B, H, W, C]) → strings [B], bits_per_pixel float32 [B]
@@ -230,25 +285,11 @@ class ImageCodec(tf.Module):
         self.entropy_model = EntropyModel(
             self.prior_parameters.prior, coding_rank=3, compression=True, tail_mass=tail_mass,
             precision=precision, coder=coder)
-        channels = self.channels
-        images_spec = tf.TensorSpec((None, None, None, channels), tf.uint8, name="images")
-        self.compress = tf.function(self._compress, input_signature=[images_spec])
-        strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
-        self.decompress = tf.function(self._decompress, input_signature=[strings_spec])
-        self.decompress_unchecked = tf.function(self._decompress_unchecked,
-                                                input_signature=[strings_spec])
-        self.svd = svd.svd_signatures()
+        self._make_signatures(self.channels)
 
     def _compress(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        # Checked before the transform: a too-large image fails fast instead of exhausting
-        # memory in the convolutions.
-        with tf.control_dependencies([tf.debugging.Assert(
-                tf.cast(height, tf.int64) * tf.cast(width, tf.int64) <= MAX_PIXELS,
-                [f"rdpipe: images larger than {MAX_PIXELS} pixels (4096x4096) are refused (the "
-                 "decoder's memory bound); split them into tiles. Got height, width:",
-                 height, width])]):
-            x = tf.cast(images, tf.float32) / 255.
+        x = self._pixels_in_unit_range(images)
         y = tf.cast(self.analysis_transform(_replicate_pad(x, DOWNSAMPLING)), tf.float32)
         _, bits = self.entropy_model(y, training=False)
         strings = add_image_shape(self.entropy_model.compress(y), height, width)
@@ -272,22 +313,3 @@ class ImageCodec(tf.Module):
         x_hat = tf.cast(self.synthesis_transform(y_hat), tf.float32)[:, :h, :w, :]
         images = tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
         return images, ok & shape_ok, same
-
-    def _decompress(self, strings):
-        images, ok, same = self._decode(strings)
-        checks = [tf.debugging.Assert(same, ["rdpipe: strings in one decompress call must "
-                                             "share an image size"]),
-                  tf.debugging.Assert(tf.reduce_all(ok), [
-                      "rdpipe: strings failed the image-shape or end-of-stream check (corrupt, "
-                      "truncated, or written by another model); sanity_ok per string:", ok])]
-        with tf.control_dependencies(checks):
-            return {"images": tf.identity(images)}
-
-    def _decompress_unchecked(self, strings):
-        images, ok, same = self._decode(strings)
-        return {"images": images, "sanity_ok": ok & same}
-
-    def signatures(self) -> dict:
-        return {"compress": self.compress, "decompress": self.decompress,
-                "decompress_unchecked": self.decompress_unchecked,
-                **self.svd, "serving_default": self.compress}

@@ -33,12 +33,12 @@ from codec.entropy.conditional import (SCALE_LEVELS, SCALE_MAX, SCALE_MIN,
                                        ConditionalEntropyModel, scale_table)
 from codec.entropy.deep_factorized import DeepFactorizedParameters
 from codec.entropy.entropy_models import EntropyModel
-from codec.entropy.framing import (MAX_PIXELS, _read_varint, _tail, _varint, add_image_shape,
+from codec.entropy.framing import (_read_varint, _tail, _varint, add_image_shape,
                                    bytes_to_strings, split_image_shape)
 from codec.layers.integer_net import IntegerConvStack
 from codec.layers.signal_conv import SignalConv2D
-from codec.linalg import svd
-from codec.models.bls2017 import (DEFAULT_FILTERS, TransformOptions, _global_noise,
+from codec.models.bls2017 import (DEFAULT_FILTERS, ImageCodecSignatures,
+                                  RateDistortionTrainer, TransformOptions, _global_noise,
                                   _replica_rows, _replicate_pad, make_analysis_transform,
                                   make_synthesis_transform)
 
@@ -83,7 +83,7 @@ def table_index(index: tf.Tensor) -> tf.Tensor:
                                              SCALE_LEVELS - 1.)), tf.int32)
 
 
-class HyperpriorTrainer(keras.Model):
+class HyperpriorTrainer(RateDistortionTrainer):
     """Trains g_a, g_s, h_a, h_s and the z prior on `bpp + λ·MSE`; same interface as
     `BLS2017Trainer` (call → loss/bpp/mse/psnr, `optimize`, a `prior_optimizer` for the z
     prior's parameters), so `codec.models.bls2017_train` trains either."""
@@ -105,13 +105,7 @@ class HyperpriorTrainer(keras.Model):
             legacy_numerics=legacy_prior_numerics, name="prior")
         self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
         self.conditional = ConditionalEntropyModel()
-        self.prior_optimizer = None
-        self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "bpp", "mse", "psnr")}
-
-    def compile(self, optimizer="adam", prior_optimizer=None, **kwargs):
-        super().compile(optimizer=optimizer, **kwargs)
-        self.prior_optimizer = prior_optimizer
+        self._init_trackers()
 
     def call(self, images, training=False, noise_seed=None):
         """As `BLS2017Trainer.call`; `noise_seed` seeds the noise of y and (folded) of z."""
@@ -134,33 +128,6 @@ class HyperpriorTrainer(keras.Model):
         mse = tf.reduce_mean(tf.square(x - x_tilde))
         return {"loss": bpp + self.lmbda * mse, "bpp": bpp, "mse": mse,
                 "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    @tf.autograph.experimental.do_not_convert
-    def train_step(self, images):
-        out = self.optimize(images)
-        for name, tracker in self._trackers.items():
-            tracker.update_state(out[name])
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
-    def optimize(self, images, noise_seed=None) -> dict:
-        """One optimizer step (see `BLS2017Trainer.optimize`)."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            out = self(images, training=True, noise_seed=noise_seed)
-            scaled_loss = out["loss"] / replicas
-        variables = self.trainable_variables
-        pairs = list(zip(tape.gradient(scaled_loss, variables), variables))
-        if self.prior_optimizer is None:
-            self.optimizer.apply_gradients(pairs)
-        else:
-            prior = {id(v) for v in self.prior_parameters.trainable_variables}
-            self.optimizer.apply_gradients([p for p in pairs if id(p[1]) not in prior])
-            self.prior_optimizer.apply_gradients([p for p in pairs if id(p[1]) in prior])
-        return out
 
 
 def _join_hyper_string(z_strings: tf.Tensor, y_strings: tf.Tensor) -> tf.Tensor:
@@ -189,7 +156,7 @@ def _split_hyper_string(payload: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Te
     return z, _tail(payload, z_end), ok
 
 
-class HyperpriorCodec(tf.Module):
+class HyperpriorCodec(ImageCodecSignatures):
     """Exported module with the same signatures as `codec.models.bls2017.ImageCodec`."""
 
     def __init__(self, trainer: HyperpriorTrainer, *, tail_mass: float = 2 ** -8,
@@ -212,17 +179,12 @@ class HyperpriorCodec(tf.Module):
         self.integer_hyper_synthesis = IntegerConvStack(trainer.hyper_synthesis,
                                                         name="integer_hyper_synthesis")
         self.integer_indexes = bool(integer_indexes)
-        images_spec = tf.TensorSpec((None, None, None, self.channels), tf.uint8, name="images")
+        self._make_signatures(self.channels)
         strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
-        self.compress = tf.function(self._compress, input_signature=[images_spec])
-        self.decompress = tf.function(self._decompress, input_signature=[strings_spec])
-        self.decompress_unchecked = tf.function(self._decompress_unchecked,
-                                                input_signature=[strings_spec])
         # Not a serving signature: the table indexes a decoder derives from strings (tests
         # compare them across processes and machines).
         self.decoder_indexes = tf.function(lambda strings: self._side(strings)[0],
                                            input_signature=[strings_spec])
-        self.svd = svd.svd_signatures()
 
     def _indexes(self, z_hat):
         if not self.integer_indexes:     # the float h_s: only to measure what integers cost
@@ -232,11 +194,7 @@ class HyperpriorCodec(tf.Module):
 
     def _compress(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        with tf.control_dependencies([tf.debugging.Assert(
-                tf.cast(height, tf.int64) * tf.cast(width, tf.int64) <= MAX_PIXELS,
-                [f"rdpipe: images larger than {MAX_PIXELS} pixels (4096x4096) are refused; "
-                 "split them into tiles. Got height, width:", height, width])]):
-            x = tf.cast(images, tf.float32) / 255.
+        x = self._pixels_in_unit_range(images)
         y = tf.cast(self.analysis_transform(_replicate_pad(x, DOWNSAMPLING)), tf.float32)
         z = tf.cast(self.hyper_analysis(tf.abs(y)), tf.float32)
         z_hat = self.entropy_model.quantize(z)
@@ -275,22 +233,3 @@ class HyperpriorCodec(tf.Module):
         x_hat = tf.cast(self.synthesis_transform(y_hat), tf.float32)[:, :h, :w, :]
         images = tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
         return images, ok & y_ok, same
-
-    def _decompress(self, strings):
-        images, ok, same = self._decode(strings)
-        checks = [tf.debugging.Assert(same, ["rdpipe: strings in one decompress call must "
-                                             "share an image size"]),
-                  tf.debugging.Assert(tf.reduce_all(ok), [
-                      "rdpipe: strings failed the image-shape or end-of-stream check (corrupt, "
-                      "truncated, or written by another model); sanity_ok per string:", ok])]
-        with tf.control_dependencies(checks):
-            return {"images": tf.identity(images)}
-
-    def _decompress_unchecked(self, strings):
-        images, ok, same = self._decode(strings)
-        return {"images": images, "sanity_ok": ok & same}
-
-    def signatures(self) -> dict:
-        return {"compress": self.compress, "decompress": self.decompress,
-                "decompress_unchecked": self.decompress_unchecked,
-                **self.svd, "serving_default": self.compress}
