@@ -60,7 +60,9 @@ def make_case(rng: np.random.Generator, goods: list[bytes], max_bytes: int) -> b
         height, width = (int(2 ** rng.uniform(0, 16)) for _ in range(2))
         return (payload[:1] + varint(max(height, 1)) + varint(max(width, 1))
                 + payload[1:])[:max_bytes]
-    return bytes([0x20 | int(rng.integers(32))]) + rng.bytes(int(rng.integers(0, max_bytes)))
+    # Random bytes behind a portable format byte: v1 (id 1) or v2 (id 3).
+    first = int(rng.choice([0x20, 0x60])) | int(rng.integers(32))
+    return bytes([first]) + rng.bytes(int(rng.integers(0, max_bytes)))
 
 
 def main(argv=None) -> int:
@@ -69,6 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=20000)
     parser.add_argument("--max-bytes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reexport", action="store_true",
+                        help="fuzz the model re-exported with today's code (rANS v2 strings) "
+                             "instead of the zoo's own export")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" /
                                                 "decode_fuzz.json"))
     args = parser.parse_args(argv)
@@ -76,7 +81,14 @@ def main(argv=None) -> int:
     from codec.entropy import framing  # pylint: disable=import-outside-toplevel
     from codec.saved_codec import SavedCodec  # pylint: disable=import-outside-toplevel
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-    codec = SavedCodec(zoo.resolve_model(args.model))
+    import tempfile  # pylint: disable=import-outside-toplevel
+    scratch = tempfile.TemporaryDirectory()
+    path = Path(zoo.resolve_model(args.model))
+    if args.reexport:
+        from codec.models.bls2017_train import reexport_saved_image_codec  # pylint: disable=import-outside-toplevel
+        reexport_saved_image_codec(path / "saved_model", Path(scratch.name) / "model")
+        path = Path(scratch.name) / "model"
+    codec = SavedCodec(path)
     goods = real_strings(codec, args.max_bytes)
     rng = np.random.default_rng(args.seed)
     seconds, exceptions, slowest = [], [], []
@@ -96,7 +108,8 @@ def main(argv=None) -> int:
         slowest = sorted(slowest, reverse=True)[:10]
     seconds = np.array(seconds)
     result = {
-        "model": args.model, "cases": args.cases, "max_bytes": args.max_bytes,
+        "model": args.model + (" (re-exported with today's code)" if args.reexport else ""),
+        "cases": args.cases, "max_bytes": args.max_bytes,
         "exceptions": len(exceptions), "exception_examples": exceptions[:5],
         "seconds_per_call": {"median": float(np.median(seconds)),
                              "p99": float(np.percentile(seconds, 99)),
@@ -107,12 +120,13 @@ def main(argv=None) -> int:
                     for s, n, h, w, ok, shape in slowest],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "machine": f"{os.cpu_count()} CPUs",
-        "command": f"make bench-decode-fuzz BENCH_ARGS=\"--cases {args.cases}\"",
+        "command": f"make bench-decode-fuzz BENCH_ARGS=\"--cases {args.cases}"
+                   + (" --reexport" if args.reexport else "") + "\"",
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Decoder fuzz: {args.cases:,} strings ≤ {args.max_bytes} bytes to {args.model}",
+    lines = [f"Decoder fuzz: {args.cases:,} strings ≤ {args.max_bytes} bytes to {result['model']}",
              "", f"- exceptions: {len(exceptions)}",
              f"- seconds per call: median {result['seconds_per_call']['median']:.3f}, p99 "
              f"{result['seconds_per_call']['p99']:.3f}, max {result['seconds_per_call']['max']:.3f}",

@@ -158,3 +158,39 @@ def test_the_cheapest_string_there_is_still_meets_the_bound(q1):
         length = len(portable_coder.encode(tf.constant(symbols, tf.int32), cdf).numpy()[0])
         need = int(portable_coder.min_string_bytes(cdf, positions, len(most_probable)))
         assert need <= length <= 1.1 * need, (positions, need, length)
+
+
+def test_new_exports_bound_one_lane_v2_strings_and_still_take_v1_ones(tmp_path):
+    """Since rANS v2, new exports write v2 from 2,048 symbols (one lane below 16,384), whose
+    length is bounded below; the bound applies by each string's layout, so v1 strings of the
+    same size (as the model's earlier export wrote them) are not refused by it."""
+    from codec.entropy import rans_lanes
+    from codec.entropy.coders import PortableRansCoder
+    from codec.models.bls2017_train import reexport_saved_image_codec
+    saved = Path(zoo.resolve_model("bls2017-q1")) / "saved_model"
+    codec = reexport_saved_image_codec(saved, tmp_path / "q1")
+    old = tf.saved_model.load(str(saved))
+    cdf = codec.entropy_model._cdf       # pylint: disable=protected-access
+    positions = latent_positions(160, 192)        # 10 × 12 × 128 = 15,360 symbols: one lane
+    need = int(rans_lanes.min_string_bytes(cdf, positions, 128))
+    assert need > 0 == int(portable_coder.min_string_bytes(cdf, positions, 128))
+    image = _kodak("kodim05.png")[None, :160, :192]
+    new_string = codec.compress(image)["strings"].numpy()[0]
+    old_string = old.compress(image)["strings"].numpy()[0]
+    new_payload = framing.split_image_shape(tf.constant([new_string]))[0].numpy()[0]
+    assert new_payload[0] >> 5 == 3 and new_payload[0] & 0x1e == 0          # v2, one lane
+    assert len(new_payload) >= need
+    # The new export reads its own strings and the old export's v1 strings.
+    for string in (new_string, old_string):
+        out = codec.decompress_unchecked(tf.constant([string]))
+        assert out["sanity_ok"].numpy().tolist() == [True]
+    np.testing.assert_array_equal(codec.decompress(tf.constant([new_string]))["images"],
+                                  old.decompress(tf.constant([old_string]))["images"])
+    # A v2 string too short for the size it claims is refused; the bound is per layout.
+    short = new_payload[:need - 1]
+    assert PortableRansCoder().too_short(tf.constant([short, b"\x20" + short[1:]]), cdf,
+                                         positions, 128).numpy().tolist() == [True, False]
+    header = len(new_string) - len(new_payload)            # the image-size varints
+    hostile = new_string[:header + need - 1]
+    assert codec.decompress_unchecked(tf.constant([hostile]))["sanity_ok"].numpy().tolist() \
+        == [False]

@@ -46,8 +46,10 @@ def test_portable_coder_writes_v2_for_many_symbols_and_v1_for_few():
     rng = np.random.default_rng(3)
     cdf = make_tables(rng, 16, 30)
     coder = PortableRansCoder()
-    for positions, format_id in ((MIN_LANES_SYMBOLS // 16 - 1, 1), (MIN_LANES_SYMBOLS // 16, 3),
-                                 (12_288, 3), (37_500, 3)):   # 8, 64 and 128 lanes
+    # v1 below 2,048 symbols; v2 with 1, 8, 64 and 128 lanes above.
+    for positions, format_id in ((rans_lanes.V2_MIN_SYMBOLS // 16 - 1, 1),
+                                 (rans_lanes.V2_MIN_SYMBOLS // 16, 3),
+                                 (MIN_LANES_SYMBOLS // 16, 3), (12_288, 3), (37_500, 3)):
         symbols = sample_symbols(rng, cdf, (2, positions, 16), escape_rate=.01)
         strings = coder.encode(tf.constant(symbols), cdf)
         assert string_format_ids(strings).numpy().tolist() == [format_id] * 2

@@ -65,6 +65,13 @@ class EntropyCoder(abc.ABC):
         del cdf, num_channels
         return tf.zeros_like(tf.cast(num_positions, tf.int64))
 
+    def too_short(self, strings: tf.Tensor, cdf: tf.Tensor, num_positions,
+                  num_channels) -> tf.Tensor:
+        """bool `[B]`: strings shorter than any string this coder writes for `num_positions[B]`
+        positions (under the layout each string's format byte names)."""
+        return (tf.cast(tf.strings.length(strings), tf.int64)
+                < self.min_string_bytes(cdf, num_positions, num_channels))
+
 
 class TfcRangeCoder(EntropyCoder):
     """TensorFlow Compression's C++ range coder (`tensorflow-compression-ops`).
@@ -115,10 +122,12 @@ class TfcRangeCoder(EntropyCoder):
 
 
 class PortableRansCoder(EntropyCoder):
-    """rANS from core TF ops only: the default. Strings of fewer than 16,384 symbols are one-lane
-    v1 strings (`codec.entropy.portable_coder`, format id 1); longer ones are many-lane v2
-    strings (`codec.entropy.rans_lanes`, format id 3), whose decode loop is ≈ 5× faster. The
-    decoder reads either, by the format id of the batch's first string."""
+    """rANS from core TF ops only: the default. Strings of fewer than 2,048 symbols (MNIST,
+    small crops) are one-lane v1 strings (`codec.entropy.portable_coder`, format id 1), where
+    starting from state 1 keeps them tiny; longer ones are v2 strings (`codec.entropy.rans_lanes`,
+    format id 3; one lane below 16,384 symbols, up to 256 above), whose decode loop is ≈ 5×
+    faster and whose length is bounded below. The decoder reads either, by the format id of
+    the batch's first string."""
 
     name = "portable"
     format_id = 1
@@ -130,7 +139,7 @@ class PortableRansCoder(EntropyCoder):
         batch, positions, channels = tf.unstack(tf.shape(symbols))
         n = positions * channels
         return tf.cond(
-            portable_coder.lanes_log2(n) == 0,
+            n < rans_lanes.V2_MIN_SYMBOLS,
             lambda: portable_coder.encode(symbols, cdf),
             lambda: rans_lanes.encode(tf.reshape(symbols, tf.stack([batch, n])),
                                       channel_tables(batch, positions, channels), cdf))
@@ -152,8 +161,18 @@ class PortableRansCoder(EntropyCoder):
                        lambda: portable_coder.decode(strings, positions, channels, cdf))
 
     def min_string_bytes(self, cdf, num_positions, num_channels):
-        from codec.entropy import portable_coder  # pylint: disable=import-outside-toplevel
-        return portable_coder.min_string_bytes(cdf, num_positions, num_channels)
+        from codec.entropy import rans_lanes  # pylint: disable=import-outside-toplevel
+        return rans_lanes.min_string_bytes(cdf, num_positions, num_channels)
+
+    def too_short(self, strings, cdf, num_positions, num_channels):
+        # By each string's layout: v1 strings (what exports made before write, also below
+        # 2,048 symbols) under v1's bound, the others under v2's.
+        from codec.entropy import portable_coder, rans_lanes  # pylint: disable=import-outside-toplevel
+        length = tf.cast(tf.strings.length(strings), tf.int64)
+        v1 = string_format_ids(strings) == portable_coder.FORMAT_PORTABLE
+        need = tf.where(v1, portable_coder.min_string_bytes(cdf, num_positions, num_channels),
+                        rans_lanes.min_string_bytes(cdf, num_positions, num_channels))
+        return length < need
 
 
 def channel_tables(batch, positions, channels) -> tf.Tensor:

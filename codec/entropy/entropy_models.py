@@ -225,6 +225,13 @@ class EntropyModel(tf.Module):
         return self.coder.min_string_bytes(self._cdf, num_positions,
                                            tf.shape(self._cdf_offset)[0])
 
+    def too_short(self, strings: tf.Tensor, num_positions) -> tf.Tensor:
+        """bool `[B]`: strings too short to code `num_positions[B]` positions under these
+        tables, by the layout each names (`EntropyCoder.too_short`)."""
+        self._check_compression()
+        return self.coder.too_short(strings, self._cdf, num_positions,
+                                    tf.shape(self._cdf_offset)[0])
+
     # ---------------------------------------------------------------------- accounting
     def table_information_bits(self, y: tf.Tensor) -> tf.Tensor:
         """Ideal code length (bits) of quantized `y[B, ..., C]` under the *integer* tables.

@@ -144,6 +144,15 @@ def min_string_bytes(cdf: tf.Tensor, num_positions, num_channels) -> tf.Tensor:
     (fewer than 16,384 symbols) start in state 1, where runs of the most probable symbol cost
     nothing: no bound (0); their decode work is bounded by their size instead.
     """
+    positions = tf.cast(num_positions, tf.int64)
+    log2k = lanes_log2(positions * tf.cast(num_channels, tf.int64))
+    return tf.where(log2k > 0, lane_string_bound(cdf, positions, log2k),
+                    tf.zeros_like(positions))
+
+
+def lane_string_bound(cdf: tf.Tensor, num_positions, log2k) -> tf.Tensor:
+    """`min_string_bytes` for strings of 2^log2k lanes that all start at state L (v1 with
+    K ≥ 8, v2 with any K): `1 + 4K + 2·W` bytes, W the fewest words (see above)."""
     info = TableInfo(cdf)
     channel = tf.ragged.row_splits_to_segment_ids(info.splits)
     f = tf.cast(tf.maximum(info.freq, 1), tf.float64)
@@ -155,12 +164,11 @@ def min_string_bytes(cdf: tf.Tensor, num_positions, num_channels) -> tf.Tensor:
     # Rounded down (1e-9 relative), so float error can only make the bound weaker.
     bits_per_position = tf.reduce_sum(tf.math.segment_min(bits, channel)) * (1. - 1e-9)
     positions = tf.cast(num_positions, tf.int64)
-    log2k = lanes_log2(positions * tf.cast(num_channels, tf.int64))
     lanes = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.cast(log2k, tf.int64))
     word_bits = (tf.cast(positions, tf.float64) * bits_per_position
                  - 16. * tf.cast(lanes, tf.float64))
     words = tf.cast(tf.math.floor(tf.maximum(word_bits, 0.) / 16.), tf.int64)   # W > bits/16
-    return tf.where(log2k > 0, 1 + 4 * lanes + 2 * words, tf.zeros_like(positions))
+    return 1 + 4 * lanes + 2 * words
 
 def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
     """`int32 symbols[B, M, C]` (channel c under table c) → `string[B]`."""

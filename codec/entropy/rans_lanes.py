@@ -41,13 +41,15 @@ import tensorflow as tf
 from codec.entropy.framing import bytes_to_strings
 from codec.entropy.portable_coder import (STATE_LOWER, WORD_BITS, TableInfo, _big_endian,
                                           _loose_shapes, _stack, _zigzag_overflow,
-                                          encode_items)
+                                          encode_items, lane_string_bound)
 from codec.entropy.portable_coder import lanes_log2 as v1_lanes_log2
 
 FORMAT_LANES = 3
 CHUNK_BITS, ITEM_BITS = 4, 5
 MAX_CHUNKS = 9                      # 9 × 4 bits ≥ the 33 bits of a zigzagged int32 overflow
 _FREQ_SHIFT, _BIAS_SHIFT = 32, 16
+V2_MIN_SYMBOLS = 2048               # `portable` writes v2 from this many symbols (one lane
+                                    # below 16,384), v1 below: MNIST, small crops
 WIDE_LANE_SYMBOLS = 4096            # symbols per lane above 64 lanes
 MAX_LOG2_LANES = 8                  # at most 256 lanes
 
@@ -60,6 +62,16 @@ def lanes_log2(num_symbols) -> tf.Tensor:
     wide = tf.add_n([tf.cast(n >= WIDE_LANE_SYMBOLS * (1 << j), tf.int32)
                      for j in range(7, MAX_LOG2_LANES + 1)])
     return v1_lanes_log2(num_symbols) + wide
+
+
+def min_string_bytes(cdf: tf.Tensor, num_positions, num_channels) -> tf.Tensor:
+    """The fewest bytes of any string `portable` writes for `num_positions` positions of
+    `num_channels` per-channel symbols: v2's lane bound from V2_MIN_SYMBOLS symbols (every v2
+    lane starts at L, one lane included), 0 below (v1 one-lane strings have no bound)."""
+    positions = tf.cast(num_positions, tf.int64)
+    n = positions * tf.cast(num_channels, tf.int64)
+    return tf.where(n >= V2_MIN_SYMBOLS, lane_string_bound(cdf, positions, lanes_log2(n)),
+                    tf.zeros_like(positions))
 
 
 def header_byte(log2k) -> tf.Tensor:

@@ -202,8 +202,7 @@ def latent_positions(height, width) -> tf.Tensor:
 def _refuse_short_strings(entropy_model, payload, height, width, shape_ok):
     """Where `payload` is shorter than any string coding `height × width` can be: ok = False,
     size 1×1 and an empty payload, so the decoder does 1×1 worth of work."""
-    long_enough = (tf.cast(tf.strings.length(payload), tf.int64)
-                   >= entropy_model.min_string_bytes(latent_positions(height, width)))
+    long_enough = ~entropy_model.too_short(payload, latent_positions(height, width))
     return (tf.where(long_enough, payload, tf.zeros_like(payload)),
             tf.where(long_enough, height, 1), tf.where(long_enough, width, 1),
             shape_ok & long_enough)

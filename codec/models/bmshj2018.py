@@ -220,8 +220,7 @@ class HyperpriorCodec(ImageCodecSignatures):
         z_grid = [(h + DOWNSAMPLING - 1) // DOWNSAMPLING, (w + DOWNSAMPLING - 1) // DOWNSAMPLING]
         # Decode work bounded by the string: the z part must be long enough for the size.
         z_positions = tf.cast(z_grid[0] * z_grid[1], tf.int64)
-        long_enough = (tf.cast(tf.strings.length(z_strings), tf.int64)
-                       >= self.entropy_model.min_string_bytes(z_positions))
+        long_enough = ~self.entropy_model.too_short(z_strings, z_positions)
         z_grid = tf.where(tf.reduce_all(long_enough), tf.stack(z_grid), [1, 1])
         z_hat, z_ok = self.entropy_model.decompress(z_strings, z_grid)
         ok = shape_ok & split_ok & long_enough & z_ok
