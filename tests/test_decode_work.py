@@ -160,10 +160,11 @@ def test_the_cheapest_string_there_is_still_meets_the_bound(q1):
         assert need <= length <= 1.1 * need, (positions, need, length)
 
 
-def test_new_exports_bound_one_lane_v2_strings_and_still_take_v1_ones(tmp_path):
+def test_new_exports_bound_one_lane_v2_strings_and_refuse_unbounded_v1_ones(tmp_path):
     """Since rANS v2, new exports write v2 from 2,048 symbols (one lane below 16,384), whose
-    length is bounded below; the bound applies by each string's layout, so v1 strings of the
-    same size (as the model's earlier export wrote them) are not refused by it."""
+    length is bounded below; a v1 one-lane string of that size (which only the model's earlier
+    export writes, and whose decode work nothing bounds) is refused by the new export before
+    any decoding, and still decoded by the export that wrote it."""
     from codec.entropy import rans_lanes
     from codec.entropy.coders import PortableRansCoder
     from codec.models.bls2017_train import reexport_saved_image_codec
@@ -180,16 +181,18 @@ def test_new_exports_bound_one_lane_v2_strings_and_still_take_v1_ones(tmp_path):
     new_payload = framing.split_image_shape(tf.constant([new_string]))[0].numpy()[0]
     assert new_payload[0] >> 5 == 3 and new_payload[0] & 0x1e == 0          # v2, one lane
     assert len(new_payload) >= need
-    # The new export reads its own strings and the old export's v1 strings.
-    for string in (new_string, old_string):
-        out = codec.decompress_unchecked(tf.constant([string]))
-        assert out["sanity_ok"].numpy().tolist() == [True]
+    assert codec.decompress_unchecked(tf.constant([new_string]))["sanity_ok"].numpy().tolist() \
+        == [True]
+    assert codec.decompress_unchecked(tf.constant([old_string]))["sanity_ok"].numpy().tolist() \
+        == [False]
+    assert old.decompress_unchecked(tf.constant([old_string]))["sanity_ok"].numpy().tolist() \
+        == [True]
     np.testing.assert_array_equal(codec.decompress(tf.constant([new_string]))["images"],
                                   old.decompress(tf.constant([old_string]))["images"])
     # A v2 string too short for the size it claims is refused; the bound is per layout.
     short = new_payload[:need - 1]
-    assert PortableRansCoder().too_short(tf.constant([short, b"\x20" + short[1:]]), cdf,
-                                         positions, 128).numpy().tolist() == [True, False]
+    assert PortableRansCoder().too_short(tf.constant([short, new_payload]), cdf, positions,
+                                         128).numpy().tolist() == [True, False]
     header = len(new_string) - len(new_payload)            # the image-size varints
     hostile = new_string[:header + need - 1]
     assert codec.decompress_unchecked(tf.constant([hostile]))["sanity_ok"].numpy().tolist() \

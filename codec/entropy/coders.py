@@ -165,13 +165,20 @@ class PortableRansCoder(EntropyCoder):
         return rans_lanes.min_string_bytes(cdf, num_positions, num_channels)
 
     def too_short(self, strings, cdf, num_positions, num_channels):
-        # By each string's layout: v1 strings (what exports made before write, also below
-        # 2,048 symbols) under v1's bound, the others under v2's.
+        # By each string's layout. v1 strings: under v1's bound when they have lanes
+        # (≥ 16,384 symbols); below 2,048 symbols v1 is what this coder writes (no bound, and
+        # at most 2,048 loop steps); in between only exports made before wrote v1 one-lane
+        # strings, whose decode work nothing bounds (≈ 1.5 s of the v1 loop for a few bytes):
+        # refused here — the export that wrote them still decodes them.
         from codec.entropy import portable_coder, rans_lanes  # pylint: disable=import-outside-toplevel
         length = tf.cast(tf.strings.length(strings), tf.int64)
+        positions = tf.cast(num_positions, tf.int64)
+        n = positions * tf.cast(num_channels, tf.int64)
         v1 = string_format_ids(strings) == portable_coder.FORMAT_PORTABLE
-        need = tf.where(v1, portable_coder.min_string_bytes(cdf, num_positions, num_channels),
-                        rans_lanes.min_string_bytes(cdf, num_positions, num_channels))
+        unbounded_v1 = (n >= rans_lanes.V2_MIN_SYMBOLS) & (n < portable_coder.SINGLE_LANE_MAX)
+        v1_need = tf.where(unbounded_v1, tf.constant(2 ** 62, tf.int64),
+                           portable_coder.min_string_bytes(cdf, positions, num_channels))
+        need = tf.where(v1, v1_need, rans_lanes.min_string_bytes(cdf, positions, num_channels))
         return length < need
 
 
