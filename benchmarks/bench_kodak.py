@@ -113,6 +113,7 @@ def main(argv=None) -> int:
     log = lambda line: print(line, flush=True)  # noqa: E731
     ours = [{**image_eval.evaluate_model(str(d), images, progress=log)._asdict(),
              "parameter": d.name} for d in model_dirs]
+    float16 = float16_weights_cost(model_dirs, ours, images, log)
     baselines = {name: [p._asdict() for p in image_eval.evaluate(name, images, progress=log)]
                  for name in BASELINES}
     reference = rd_report.load_published_curves(REFERENCE)
@@ -136,6 +137,7 @@ def main(argv=None) -> int:
                   "bd_rate": "percent, negative = rdpipe needs fewer bits; null = curves do "
                              "not overlap in quality or < 4 points",
                   "seconds": "mean per Kodak image, one image per call, after a warm-up"},
+        "float16_weights": float16,
         "training": training_summaries(model_dirs),
         "reference": "benchmarks/reference/kodak_published.json (sources cited there)",
         "images": len(images), "command": "make bench-kodak",
@@ -154,6 +156,35 @@ def main(argv=None) -> int:
     print(table)
     print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
+
+
+FLOAT16_MAX_PSNR_DROP_DB = 0.01    # what half-precision storage may cost (issue 18)
+
+
+def float16_weights_cost(model_dirs: list[Path], ours: list[dict], images, log) -> dict:
+    """Each rung exported again with its transforms' weights stored as float16 (half the
+    SavedModel; decoding still computes in float32), evaluated on the same images: the PSNR
+    (dB) and rate (bpp, actual bytes) it costs against the float32 export. `make zoo` ships
+    float16 weights only when `ok` (no model loses more than 0.01 dB)."""
+    from codec.models.bls2017_train import reexport_image_codec  # pylint: disable=import-outside-toplevel
+    rows = []
+    for directory, full in zip(model_dirs, ours):
+        export = directory / "saved_model_float16"
+        reexport_image_codec(directory, export, weights_dtype="float16")
+        half = image_eval.evaluate_model(str(export), images, progress=log)._asdict()
+        rows.append({"model": directory.name, "bpp": half["bpp"], "psnr": half["psnr"],
+                     "ms_ssim": half["ms_ssim"],
+                     "psnr_drop_db": full["psnr"] - half["psnr"],
+                     "bpp_change_percent": 100 * (half["bpp"] / full["bpp"] - 1),
+                     "saved_model_bytes": sum(f.stat().st_size for f in export.rglob("*")
+                                              if f.is_file()),
+                     "float32_saved_model_bytes": sum(
+                         f.stat().st_size for f in (directory / "saved_model").rglob("*")
+                         if f.is_file())})
+    worst = max((r["psnr_drop_db"] for r in rows), default=None)
+    return {"models": rows, "max_psnr_drop_db": worst,
+            "limit_psnr_drop_db": FLOAT16_MAX_PSNR_DROP_DB,
+            "ok": worst is not None and worst <= FLOAT16_MAX_PSNR_DROP_DB}
 
 
 def anchor_learning_curve(args, images, log) -> dict | None:

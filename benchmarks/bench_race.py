@@ -48,7 +48,7 @@ def rdpipe_side(args) -> dict:
     import tf_keras as keras
     from codec.eval import image_eval
     from codec.models.bls2017 import ImageCodec
-    from codec.models.bls2017_train import (ImageTrainConfig, build_image_trainer, float32_twin,
+    from codec.models.bls2017_train import (ImageTrainConfig, build_image_trainer, inference_twin,
                                             round_trip)
     from codec.train_loop import build_optimizers
 
@@ -69,7 +69,7 @@ def rdpipe_side(args) -> dict:
         return {k: float(out[k]) for k in ("loss", "bpp", "mse")}
 
     def make_codec():
-        codec = ImageCodec(float32_twin(trainer, config), tail_mass=config.tail_mass,
+        codec = ImageCodec(inference_twin(trainer, config), tail_mass=config.tail_mass,
                            precision=config.precision, coder=config.coder)
         return lambda images: round_trip(codec, images)
 

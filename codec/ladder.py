@@ -56,7 +56,7 @@ class LadderConfig:
     probe_images: int = 4          # first N Kodak images for the learning curves
     probe_every: int = 5_000       # steps
     base: ImageTrainConfig = dataclasses.field(default_factory=lambda: ImageTrainConfig(
-        learning_rate=5e-4, schedule="cosine", precision_policy="mixed_bfloat16",
+        learning_rate=5e-4, schedule="cosine", precision_policy="auto",
         train_dir=",".join(map(str, DEFAULT_PHOTO_DIRS)), steps_per_epoch=1000))
 
     def anchor_config(self) -> ImageTrainConfig:

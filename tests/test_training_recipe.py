@@ -220,7 +220,7 @@ print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
 
 def test_mixed_bfloat16_trains_in_bfloat16_and_exports_a_working_codec():
     from codec.models.bls2017 import ImageCodec
-    from codec.models.bls2017_train import float32_twin
+    from codec.models.bls2017_train import inference_twin
     config = ImageTrainConfig(filters=8, precision_policy="mixed_bfloat16")
     trainer = build_image_trainer(config)
     assert keras.mixed_precision.global_policy().name == "float32"   # restored
@@ -229,7 +229,7 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_exports_a_working_codec():
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)), tf.uint8)
     losses = [float(trainer.optimize(images)["loss"]) for _ in range(3)]
     assert np.all(np.isfinite(losses))
-    codec = ImageCodec(float32_twin(trainer, config))      # what the export ships
+    codec = ImageCodec(inference_twin(trainer, config))      # what the export ships
     assert codec.analysis_transform.layers[0].compute_dtype == "float32"
     crop = images[:1, :17, :20].numpy()
     decoded = codec.decompress(codec.compress(crop)["strings"])["images"]
@@ -237,3 +237,60 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_exports_a_working_codec():
     # The float32 export decodes exactly to the float32 synthesis of its quantized latents.
     from reference_paths import bls2017_reference_decode
     np.testing.assert_array_equal(decoded.numpy(), bls2017_reference_decode(codec, crop))
+
+
+def test_auto_precision_picks_bfloat16_only_where_amx_makes_it_faster(monkeypatch):
+    from codec import training
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: False)
+    assert ImageTrainConfig(filters=8, precision_policy="auto").precision_policy == "float32"
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: True)
+    assert ImageTrainConfig(filters=8, precision_policy="auto").precision_policy == \
+        "mixed_bfloat16"
+    assert ImageTrainConfig(filters=8, precision_policy="").precision_policy == ""
+    with pytest.raises(ValueError, match="precision_policy"):
+        ImageTrainConfig(filters=8, precision_policy="float16")
+
+
+@pytest.mark.parametrize("parameterization", ["rdft", "plain"])
+def test_float16_weights_store_half_precision_and_compute_in_float32(parameterization):
+    from codec.layers.signal_conv import read_weight
+    x = tf.random.stateless_normal((2, 12, 12, 4), (1, 2))
+    full = SignalConv2D(6, 5, 2, parameterization=parameterization)
+    half = SignalConv2D(6, 5, 2, parameterization=parameterization, weights_dtype="float16")
+    full.build(x.shape), half.build(x.shape)
+    for target, source in zip(half.weights, full.weights):
+        target.assign(tf.cast(source + .01, tf.float16))
+        source.assign(source + .01)
+    assert {w.dtype for w in half.weights} == {tf.float16}
+    assert all(read_weight(w).dtype == tf.float32 for w in half.weights)
+    out_half, out_full = half(x), full(x)
+    assert out_half.dtype == tf.float32
+    # Rounded weights, float32 arithmetic: close to the float32 layer, not equal.
+    np.testing.assert_allclose(out_half, out_full, rtol=0, atol=5e-3)
+    assert np.abs(out_half - out_full).max() > 0
+    gdn = GDN(inverse=True, weights_dtype="float16")
+    gdn.build(x.shape)
+    assert gdn._gamma.dtype == tf.float16 and gdn.gamma.dtype == tf.float32
+    with pytest.raises(ValueError, match="weights_dtype"):
+        SignalConv2D(6, 5, weights_dtype="bfloat16")
+
+
+def test_float16_export_is_smaller_decodes_near_the_float32_one_and_reexports(tmp_path):
+    from codec.models.bls2017_train import export_image_codec, reexport_saved_image_codec
+    config = ImageTrainConfig(filters=32)
+    trainer = build_image_trainer(config)
+    full = export_image_codec(trainer, tmp_path / "f32", config)
+    half = export_image_codec(trainer, tmp_path / "f16", config, weights_dtype="float16")
+    size = lambda d: sum(f.stat().st_size for f in (tmp_path / d / "variables").rglob("*"))  # noqa: E731
+    assert size("f16") < .6 * size("f32")
+    image = np.random.default_rng(1).integers(0, 256, (1, 40, 56, 3)).astype(np.uint8)
+    strings = full.compress(image)["strings"]
+    a = full.decompress(strings)["images"].numpy().astype(int)
+    b = half.decompress(strings)["images"].numpy().astype(int)
+    assert np.abs(a - b).max() <= 2        # the same tables decode the float32 export's string
+    loaded = tf.saved_model.load(str(tmp_path / "f16"))
+    np.testing.assert_array_equal(loaded.signatures["decompress"](strings=strings)["images"], b)
+    again = reexport_saved_image_codec(tmp_path / "f16", tmp_path / "again", filters=32)
+    assert size("again") == size("f16")     # still float16, weights unchanged
+    np.testing.assert_array_equal(again.compress(image)["strings"],
+                                  half.compress(image)["strings"])

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from codec.layers.ops import lower_bound
+from codec.layers.signal_conv import WEIGHTS_DTYPES, read_weight
 
 PEDESTAL = 2.0 ** -36
 
@@ -47,34 +48,41 @@ def channel_mix(x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
 
 
 class GDN(keras.layers.Layer):
-    """GDN (`inverse=False`) or IGDN (`inverse=True`) over the last axis of `[..., C]`."""
+    """GDN (`inverse=False`) or IGDN (`inverse=True`) over the last axis of `[..., C]`.
+    `weights_dtype="float16"` stores β and γ's variables in half precision (exports); the
+    reparameterization and the normalization still compute in float32."""
 
     def __init__(self, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = .1,
-                 **kwargs):
+                 weights_dtype: str = "float32", **kwargs):
         super().__init__(**kwargs)
+        if weights_dtype not in WEIGHTS_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, "
+                             f"got {weights_dtype!r}")
+        self.weights_dtype = weights_dtype
         self.inverse = bool(inverse)
         self.beta_min = float(beta_min)
         self.gamma_init = float(gamma_init)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
+        storage = tf.float16 if self.weights_dtype == "float16" else None
         self._beta = self.add_weight(
-            name="reparam_beta", shape=(channels,),
+            name="reparam_beta", shape=(channels,), dtype=storage,
             initializer=keras.initializers.Constant(_store(np.ones(channels))))
         self._gamma = self.add_weight(
-            name="reparam_gamma", shape=(channels, channels),
+            name="reparam_gamma", shape=(channels, channels), dtype=storage,
             initializer=keras.initializers.Constant(
                 _store(self.gamma_init * np.eye(channels))))
         super().build(input_shape)
 
     @property
     def beta(self) -> tf.Tensor:
-        return non_negative(self._beta, self.beta_min)
+        return non_negative(read_weight(self._beta), self.beta_min)
 
     @property
     def gamma(self) -> tf.Tensor:
         """`[C_out, C_in]`: γ_ij weighs input channel j in the norm of output channel i."""
-        return non_negative(self._gamma, 0.)
+        return non_negative(read_weight(self._gamma), 0.)
 
     def call(self, x):
         norm = self.beta + channel_mix(tf.square(x), self.gamma)
@@ -82,4 +90,4 @@ class GDN(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "inverse": self.inverse, "beta_min": self.beta_min,
-                "gamma_init": self.gamma_init}
+                "gamma_init": self.gamma_init, "weights_dtype": self.weights_dtype}

@@ -28,6 +28,16 @@ import tf_keras as keras
 
 PARAMETERIZATIONS = ("rdft", "plain")
 KERNEL_INITS = ("variance_scaling", "glorot_uniform")
+WEIGHTS_DTYPES = ("float32", "float16")
+
+
+def read_weight(variable) -> tf.Tensor:
+    """A stored weight as float32 arithmetic wants it: float16-stored weights (exports that
+    halve their size, `weights_dtype="float16"`) are cast up before any math, so the transform
+    computes in float32 whatever the storage."""
+    if variable.dtype.base_dtype == tf.float16:
+        return tf.cast(variable, tf.float32)
+    return variable
 
 
 def initial_kernel(shape: tuple[int, int, int, int], kernel_init: str,
@@ -70,18 +80,24 @@ class SignalConv2D(keras.layers.Layer):
         analysis layer: the latents' offset is the prior's business).
       parameterization: "rdft" (default) or "plain"; see the module docstring.
       kernel_init: "variance_scaling" (default, TFC) or "glorot_uniform" (Keras' default).
+      weights_dtype: storage of the variables, "float32" (training) or "float16" (exports:
+        half the bytes; the layer still computes in float32).
     """
 
     def __init__(self, filters: int, kernel_size: int, strides: int = 1, *,
                  transpose: bool = False, use_bias: bool = True,
                  parameterization: str = "rdft", kernel_init: str = "variance_scaling",
-                 **kwargs):
+                 weights_dtype: str = "float32", **kwargs):
         super().__init__(**kwargs)
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, "
                              f"got {parameterization!r}")
         if kernel_init not in KERNEL_INITS:
             raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {kernel_init!r}")
+        if weights_dtype not in WEIGHTS_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, "
+                             f"got {weights_dtype!r}")
+        self.weights_dtype = weights_dtype
         self.filters, self.kernel_size, self.strides = int(filters), int(kernel_size), int(strides)
         self.transpose, self.use_bias = bool(transpose), bool(use_bias)
         self.parameterization, self.kernel_init = parameterization, kernel_init
@@ -93,28 +109,34 @@ class SignalConv2D(keras.layers.Layer):
         if self.parameterization == "rdft":
             real, imag = kernel_to_rdft(initial)
             self.kernel_real = self.add_weight(
-                name="kernel_real", shape=real.shape,
+                name="kernel_real", shape=real.shape, dtype=self._storage_dtype,
                 initializer=keras.initializers.Constant(real.numpy()))
             self.kernel_imag = self.add_weight(
-                name="kernel_imag", shape=imag.shape,
+                name="kernel_imag", shape=imag.shape, dtype=self._storage_dtype,
                 initializer=keras.initializers.Constant(imag.numpy()))
         else:   # Keras' layout: [h, w, out, in] for a transposed convolution
             stored = tf.transpose(initial, (0, 1, 3, 2)) if self.transpose else initial
             self._kernel = self.add_weight(
-                name="kernel", shape=stored.shape,
+                name="kernel", shape=stored.shape, dtype=self._storage_dtype,
                 initializer=keras.initializers.Constant(stored.numpy()))
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(self.filters,),
-                                        initializer="zeros")
+                                        dtype=self._storage_dtype, initializer="zeros")
         super().build(input_shape)
+
+    @property
+    def _storage_dtype(self):
+        """None (the layer's policy: float32 variables) unless float16 storage is asked."""
+        return tf.float16 if self.weights_dtype == "float16" else None
 
     @property
     def kernel(self) -> tf.Tensor:
         """The `[h, w, in, out]` kernel (for `transpose=True`: in = latent channels)."""
         if self.parameterization == "rdft":
-            return rdft_to_kernel(self.kernel_real, self.kernel_imag,
+            return rdft_to_kernel(read_weight(self.kernel_real), read_weight(self.kernel_imag),
                                   (self.kernel_size, self.kernel_size))
-        return tf.transpose(self._kernel, (0, 1, 3, 2)) if self.transpose else self._kernel
+        kernel = read_weight(self._kernel)
+        return tf.transpose(kernel, (0, 1, 3, 2)) if self.transpose else kernel
 
     def call(self, x):
         kernel = tf.cast(self.kernel, x.dtype)   # x may be bfloat16 under mixed precision
@@ -126,7 +148,7 @@ class SignalConv2D(keras.layers.Layer):
                                        self.strides, padding="SAME")
         else:
             y = tf.nn.conv2d(x, kernel, self.strides, padding="SAME")
-        return y + self.bias if self.use_bias else y
+        return y + tf.cast(read_weight(self.bias), y.dtype) if self.use_bias else y
 
     def compute_output_shape(self, input_shape):
         input_shape = tf.TensorShape(input_shape)
@@ -139,4 +161,5 @@ class SignalConv2D(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "transpose": self.transpose, "use_bias": self.use_bias,
-                "parameterization": self.parameterization, "kernel_init": self.kernel_init}
+                "parameterization": self.parameterization, "kernel_init": self.kernel_init,
+                "weights_dtype": self.weights_dtype}

@@ -35,27 +35,38 @@ DEFAULT_FILTERS = 128
 class TransformOptions:
     """How the convolutions are built (codec/layers/signal_conv.py). Defaults follow TFC's bls2017:
     RDFT-parameterized kernels, fan-in variance-scaling init, no bias on the last analysis
-    layer. `TransformOptions.legacy()` is the recipe of rdpipe ≤ 0.x (Keras' Conv2D)."""
+    layer. `TransformOptions.legacy()` is the recipe of rdpipe ≤ 0.x (Keras' Conv2D).
+    `weights_dtype="float16"` stores the transforms' variables in half precision (exports
+    only: half the SavedModel; arithmetic stays float32)."""
 
     parameterization: str = "rdft"
     kernel_init: str = "variance_scaling"
     last_analysis_bias: bool = False
+    weights_dtype: str = "float32"
 
     @classmethod
     def legacy(cls) -> "TransformOptions":
         return cls("plain", "glorot_uniform", True)
 
+    def conv(self, **kwargs) -> functools.partial:
+        """SignalConv2D with these options (and `kwargs`, e.g. `transpose=True`)."""
+        return functools.partial(SignalConv2D, parameterization=self.parameterization,
+                                 kernel_init=self.kernel_init, weights_dtype=self.weights_dtype,
+                                 **kwargs)
+
+    def gdn(self, **kwargs) -> GDN:
+        return GDN(weights_dtype=self.weights_dtype, **kwargs)
+
 
 def make_analysis_transform(filters: int = DEFAULT_FILTERS,
                             options: TransformOptions = TransformOptions()) -> keras.Sequential:
     """`[B, H, W, C]` floats in [0, 1] → latents `[B, ⌈H/16⌉, ⌈W/16⌉, filters]`."""
-    conv = functools.partial(SignalConv2D, parameterization=options.parameterization,
-                             kernel_init=options.kernel_init)
+    conv = options.conv()
     return keras.Sequential([
         conv(filters, 9, 4, name="conv_0"),
-        GDN(name="gdn_0"),
+        options.gdn(name="gdn_0"),
         conv(filters, 5, 2, name="conv_1"),
-        GDN(name="gdn_1"),
+        options.gdn(name="gdn_1"),
         conv(filters, 5, 2, use_bias=options.last_analysis_bias, name="conv_2"),
     ], name="analysis_transform")
 
@@ -63,14 +74,12 @@ def make_analysis_transform(filters: int = DEFAULT_FILTERS,
 def make_synthesis_transform(filters: int = DEFAULT_FILTERS, channels: int = 3,
                              options: TransformOptions = TransformOptions()) -> keras.Sequential:
     """Latents → `[B, 16·h, 16·w, channels]` floats (≈ [0, 1], not clipped)."""
-    conv = functools.partial(SignalConv2D, transpose=True,
-                             parameterization=options.parameterization,
-                             kernel_init=options.kernel_init)
+    conv = options.conv(transpose=True)
     return keras.Sequential([
         conv(filters, 5, 2, name="conv_0"),
-        GDN(inverse=True, name="igdn_0"),
+        options.gdn(inverse=True, name="igdn_0"),
         conv(filters, 5, 2, name="conv_1"),
-        GDN(inverse=True, name="igdn_1"),
+        options.gdn(inverse=True, name="igdn_1"),
         conv(channels, 9, 4, name="conv_2"),
     ], name="synthesis_transform")
 

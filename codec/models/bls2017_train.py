@@ -30,7 +30,7 @@ ARCHITECTURES = {"factorized": (BLS2017Trainer, ImageCodec),
 from codec.data.crops import CROP_SAMPLINGS, CropSampler, load_image_folders
 from codec.schedule import SCHEDULES, learning_rate
 from codec.train_loop import METRICS, atomic_write_text, is_chief, read_log, train_steps
-from codec.training import export_codec_module
+from codec.training import PRECISION_POLICIES, export_codec_module, resolve_precision_policy
 
 @dataclasses.dataclass
 class ImageTrainConfig:
@@ -76,9 +76,10 @@ class ImageTrainConfig:
     flips: bool = True                       # random horizontal / vertical flips of crops
     # XLA for the train step: 4.3× slower per step on this CPU (train_speed.json), so off.
     jit_compile: bool = False
-    # "" (float32) or "mixed_bfloat16": the transforms compute in bfloat16 (GPUs since
-    # Ampere, CPUs with AVX512-BF16), variables, rate and distortion stay float32. float16
-    # would need loss scaling and is not offered.
+    # "" (float32), "mixed_bfloat16" (the transforms compute in bfloat16; variables, rate and
+    # distortion stay float32) or "auto" (bfloat16 only on CPUs with AMX, where it is faster:
+    # codec.training.resolve_precision_policy; resolved when the config is made, so
+    # summary.json records what ran). float16 would need loss scaling and is not offered.
     precision_policy: str = ""
     channels: int = 3
     tail_mass: float = 2 ** -8
@@ -111,8 +112,10 @@ class ImageTrainConfig:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLINGS}")
         if self.prior_lr_multiplier <= 0:
             raise ValueError("prior_lr_multiplier must be > 0")
-        if self.precision_policy not in ("", "float32", "mixed_bfloat16"):
-            raise ValueError("precision_policy must be '', 'float32' or 'mixed_bfloat16'")
+        if self.precision_policy not in PRECISION_POLICIES:
+            raise ValueError("precision_policy must be '', 'float32', 'mixed_bfloat16' or "
+                             "'auto'")
+        self.precision_policy = resolve_precision_policy(self.precision_policy)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}")
         if self.steps < 0 or self.warmup_steps < 0:
@@ -140,26 +143,35 @@ def crop_seed(config: ImageTrainConfig) -> int:
     return int(np.random.SeedSequence([config.seed or 0, fine_tune]).generate_state(1)[0] >> 1)
 
 
-def float32_twin(trainer: BLS2017Trainer, config: ImageTrainConfig) -> BLS2017Trainer:
-    """`trainer` itself when it computes in float32, else a float32 copy with its weights.
-    Variables are float32 under every policy, so the copy has identical weights; only the
-    transforms' arithmetic changes (bfloat16 training, float32 inference)."""
-    if (config.precision_policy or "float32") == "float32":
+def inference_twin(trainer: BLS2017Trainer, config: ImageTrainConfig,
+                   weights_dtype: str = "float32") -> BLS2017Trainer:
+    """`trainer` itself when it computes in float32 and stores float32 weights, else a float32
+    copy with its weights: training variables are float32 under every policy, so only the
+    transforms' arithmetic changes (bfloat16 training, float32 inference), and with
+    `weights_dtype="float16"` the transforms' weights are rounded to half precision for storage
+    (the prior, hence the coding tables, stays float32)."""
+    if (config.precision_policy or "float32") == "float32" and weights_dtype == "float32":
         return trainer
-    twin = build_image_trainer(dataclasses.replace(config, precision_policy=""))
+    twin = build_image_trainer(dataclasses.replace(config, precision_policy=""),
+                               weights_dtype=weights_dtype)
     for target, source in zip(twin.variables, trainer.variables):
-        target.assign(source)
+        target.assign(tf.cast(source, target.dtype))
     return twin
 
 
 def export_image_codec(trainer: BLS2017Trainer, path: str | Path,
-                       config: ImageTrainConfig, *, inference_policy: str = "") -> ImageCodec:
+                       config: ImageTrainConfig, *, inference_policy: str = "",
+                       weights_dtype: str = "float32") -> ImageCodec:
     """Writes the SavedModel. Inference is float32 (`inference_policy=""`) whatever the
     training precision: a bfloat16 synthesis would change decoded pixels between machines and
     costs PSNR (benchmarks/results/precision.json); "mixed_bfloat16" keeps the trained
-    policy, for measuring that cost. The latents are always float32 before coding."""
+    policy, for measuring that cost. The latents are always float32 before coding.
+    `weights_dtype="float16"` stores the transforms' weights in half precision (half the
+    bytes; decoding still computes in float32; its R-D cost is measured by bench-kodak)."""
     if not inference_policy:
-        trainer = float32_twin(trainer, config)
+        trainer = inference_twin(trainer, config, weights_dtype)
+    elif weights_dtype != "float32":
+        raise ValueError("float16 weights are for float32 inference only")
     return export_codec_module(ARCHITECTURES[config.architecture][1], trainer, path, config)
 
 
@@ -177,9 +189,11 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
+def build_image_trainer(config: ImageTrainConfig,
+                        weights_dtype: str = "float32") -> BLS2017Trainer:
     """The trainer, compiled, with its variables created (under the current strategy scope,
-    if any); its layers keep `config.precision_policy`, the global Keras policy is restored."""
+    if any); its layers keep `config.precision_policy`, the global Keras policy is restored.
+    `weights_dtype="float16"`: half-precision storage of the transforms (exports only)."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision_policy or "float32")
     try:
@@ -187,7 +201,8 @@ def build_image_trainer(config: ImageTrainConfig) -> BLS2017Trainer:
         extra = {"hyper_filters": config.hyper_filters} \
             if config.architecture == "hyperprior" else {}
         trainer = trainer_class(config.lmbda, config.filters, config.channels,
-                                options=config.transform_options,
+                                options=dataclasses.replace(config.transform_options,
+                                                            weights_dtype=weights_dtype),
                                 prior_init_scale=config.prior_init_scale,
                                 legacy_prior_numerics=config.legacy_prior_numerics, **extra)
         size = 64 if config.architecture == "hyperprior" else 16
@@ -244,10 +259,12 @@ def _restore_weights(trainer: BLS2017Trainer, checkpoint: str, what: str) -> Non
                          f"(filters/channels differ?): {error}") from error
 
 
-def reexport_image_codec(model_dir: str | Path, saved_model_dir: str | Path) -> ImageCodec:
+def reexport_image_codec(model_dir: str | Path, saved_model_dir: str | Path,
+                         weights_dtype: str = "float32") -> ImageCodec:
     """Exports a trained model again, with today's export code, from its newest checkpoint and
     the config in `model_dir/summary.json` (e.g. for the model zoo: signatures added since it
-    was trained). The weights, hence the tables and every string, are unchanged."""
+    was trained). The weights, hence the tables and every string, are unchanged — unless
+    `weights_dtype="float16"` rounds the transforms' weights for storage (tables unchanged)."""
     model_dir = Path(model_dir)
     summary_file = model_dir / "summary.json"
     checkpoint = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
@@ -259,7 +276,7 @@ def reexport_image_codec(model_dir: str | Path, saved_model_dir: str | Path) -> 
         "config"].items() if k in fields})
     trainer = build_image_trainer(config)
     _restore_weights(trainer, checkpoint, str(model_dir))
-    return export_image_codec(trainer, saved_model_dir, config)
+    return export_image_codec(trainer, saved_model_dir, config, weights_dtype=weights_dtype)
 
 
 def reexport_saved_image_codec(saved_model_dir: str | Path, out_dir: str | Path,
@@ -272,18 +289,19 @@ def reexport_saved_image_codec(saved_model_dir: str | Path, out_dir: str | Path,
     variables = str(Path(saved_model_dir) / "variables" / "variables")
     errors = []
     for options in (TransformOptions(), TransformOptions.legacy()):
-        config = ImageTrainConfig(filters=filters, parameterization=options.parameterization,
-                                  kernel_init=options.kernel_init,
-                                  last_analysis_bias=options.last_analysis_bias)
-        trainer = build_image_trainer(config)
-        weights = tf.train.Checkpoint(**model_weights(trainer))
-        try:
-            # `read`, not `restore`: no save counter, which the SavedModel does not hold.
-            weights.read(variables).expect_partial().assert_existing_objects_matched()
-        except (AssertionError, ValueError) as error:
-            errors.append(f"{options.parameterization}: {str(error)[:200]}")
-            continue
-        return export_image_codec(trainer, out_dir, config)
+        for stored in ("float32", "float16"):
+            config = ImageTrainConfig(
+                filters=filters, parameterization=options.parameterization,
+                kernel_init=options.kernel_init, last_analysis_bias=options.last_analysis_bias)
+            trainer = build_image_trainer(config, weights_dtype=stored)
+            weights = tf.train.Checkpoint(**model_weights(trainer))
+            try:
+                # `read`, not `restore`: no save counter, which the SavedModel does not hold.
+                weights.read(variables).expect_partial().assert_existing_objects_matched()
+            except (AssertionError, ValueError, TypeError, tf.errors.OpError) as error:
+                errors.append(f"{options.parameterization}/{stored}: {str(error)[:200]}")
+                continue
+            return export_image_codec(trainer, out_dir, config, weights_dtype=stored)
     raise ValueError(f"{saved_model_dir}: weights fit neither transform recipe: {errors}")
 
 
@@ -311,7 +329,7 @@ def kodak_probe(images: list[np.ndarray], config: ImageTrainConfig):
     actual strings) → {bpp, psnr}."""
     def probe(trainer: BLS2017Trainer) -> dict:
         codec = ARCHITECTURES[config.architecture][1](
-            float32_twin(trainer, config), tail_mass=config.tail_mass,
+            inference_twin(trainer, config), tail_mass=config.tail_mass,
             precision=config.precision, coder=config.coder)
         return probe_rate_distortion(codec, images)
     return probe

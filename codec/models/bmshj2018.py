@@ -22,7 +22,6 @@ the rest of the z string, then the y string.
 """
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +35,6 @@ from codec.entropy.entropy_models import EntropyModel
 from codec.entropy.framing import (_read_varint, _tail, _varint, add_image_shape,
                                    bytes_to_strings, split_image_shape)
 from codec.layers.integer_net import IntegerConvStack
-from codec.layers.signal_conv import SignalConv2D
 from codec.models.bls2017 import (DEFAULT_FILTERS, ImageCodecSignatures,
                                   RateDistortionTrainer, TransformOptions, _global_noise,
                                   _replica_rows, _replicate_pad, make_analysis_transform,
@@ -48,8 +46,7 @@ Y_DOWNSAMPLING = 16
 
 def make_hyper_analysis(filters: int, options: TransformOptions = TransformOptions()):
     """|y| `[B, h, w, N]` → z `[B, h/4, w/4, filters]`."""
-    conv = functools.partial(SignalConv2D, parameterization=options.parameterization,
-                             kernel_init=options.kernel_init)
+    conv = options.conv()
     return keras.Sequential([
         conv(filters, 3, 1, name="conv_0"), keras.layers.ReLU(name="relu_0"),
         conv(filters, 5, 2, name="conv_1"), keras.layers.ReLU(name="relu_1"),
@@ -60,9 +57,7 @@ def make_hyper_analysis(filters: int, options: TransformOptions = TransformOptio
 def make_hyper_synthesis(filters: int, y_channels: int,
                          options: TransformOptions = TransformOptions()):
     """ẑ → continuous scale indexes `[B, 4h, 4w, y_channels]`."""
-    conv = functools.partial(SignalConv2D, transpose=True,
-                             parameterization=options.parameterization,
-                             kernel_init=options.kernel_init)
+    conv = options.conv(transpose=True)
     return keras.Sequential([
         conv(filters, 5, 2, name="conv_0"), keras.layers.ReLU(name="relu_0"),
         conv(filters, 5, 2, name="conv_1"), keras.layers.ReLU(name="relu_1"),
