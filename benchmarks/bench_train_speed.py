@@ -358,7 +358,7 @@ def write_report(args, runs: dict) -> None:
             + " |")
     lines += ["", "| layer (fwd+bwd, 8×128²) | fp32 ms | bf16 ms | bf16 × | fp32 GFLOP/s | "
               "bf16 GFLOP/s |", "|---|---|---|---|---|---|"]
-    for name, row in base["profile"].items():
+    for name, row in (base["profile"] or {}).items():   # None for a --variants subset
         bf16 = base["profile_bf16"][name]
         lines.append(f"| {name} | {row['seconds'] * 1e3:.1f} | {bf16['seconds'] * 1e3:.1f} | "
                      f"{row['seconds'] / bf16['seconds']:.2f} | "

@@ -33,6 +33,7 @@ class Row:
     payload_bytes: int | None = None      # the coded strings inside the container
     psnr: float | None = None
     ms_ssim: float | None = None
+    model: str | None = None              # the model chosen for this file (--target-bpp)
 
     @property
     def bpp(self) -> float:
@@ -87,19 +88,25 @@ def _warn(path: Path, message: str, bar) -> None:
 
 # ---------------------------------------------------------------------------- compress
 def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metrics: bool,
-                   quiet: bool = False) -> list[Row]:
+                   quiet: bool = False, target_bpp: float | None = None) -> list[Row]:
     """Compresses every input with `backend` (codec.photo_codec.CodecBackend) into
-    `out_dir/<name>.bin`; prints one row per file. Returns the rows; raises CliError after
-    the others are done if some inputs could not be coded."""
+    `out_dir/<name>.bin`; prints one row per file. With `target_bpp`, `backend` is a
+    `codec.photo_codec.ModelLadder` and each photo gets the highest quality whose file is
+    ≤ `target_bpp` bits per pixel (the row names the model). Returns the rows; raises
+    CliError after the others are done if some inputs could not be coded."""
     from codec import photo_codec  # pylint: disable=import-outside-toplevel
     from codec.data import image_io  # pylint: disable=import-outside-toplevel
     items = expand_inputs(specs, image_io.IMAGE_SUFFIXES + (".npy",))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
-    _print_header(metrics)
+    _print_header(metrics, chosen=target_bpp is not None)
     bar = _progress(items, quiet)
     for path, name in bar:
+        model = None
         try:
+            if path.suffix.lower() == ".npy" and target_bpp is not None:
+                raise CliError("--target-bpp chooses among photo models; code .npy digits "
+                               "with --model")
             if path.suffix.lower() == ".npy":
                 digits = read_npy_images(path)
                 coded = photo_codec.encode_fixed_size(backend, digits) if \
@@ -111,7 +118,15 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
                 image, warnings = image_io.load_photo(path, backend.channels)
                 for warning in warnings:
                     _warn(path, warning, bar)
-                data, bits = photo_codec.encode_image(backend, image, tile)
+                if target_bpp is None:
+                    data, bits = photo_codec.encode_image(backend, image, tile)
+                else:
+                    choice = photo_codec.encode_at_target(backend, image, target_bpp, tile)
+                    data, bits, model = choice.data, choice.bits, choice.model
+                    if not choice.met:
+                        _warn(path, f"even the lowest quality ({model}) needs "
+                                    f"{8 * len(data) / image[..., 0].size:.3f} bpp, above "
+                                    f"--target-bpp {target_bpp:g}; written with it", bar)
                 pairs = [(name, image, data, bits)]
         except (ValueError, OSError, CliError) as error:   # this input only; go on
             failures.append(str(error) if str(path) in str(error) else f"{path}: {error}")
@@ -122,9 +137,11 @@ def compress_files(backend, specs: list[str], out_dir: Path, *, tile: int, metri
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             row = Row(item_name + ".bin", image.shape[0], image.shape[1], len(data), bits,
-                      payload_bytes=sum(map(len, container.unpack(data).segments)))
+                      payload_bytes=sum(map(len, container.unpack(data).segments)),
+                      model=model)
             if metrics:
-                _measure(row, image, photo_codec.decode_file(backend, data)[0])
+                decoder = backend if model is None else backend[choice.index]
+                _measure(row, image, photo_codec.decode_file(decoder, data)[0])
             rows.append(row)
             _say(_format_row(row, metrics), bar)
     _print_summary(rows, out_dir)
@@ -144,9 +161,10 @@ def _measure(row: Row, original: np.ndarray, decoded: np.ndarray) -> None:
                                          decoded if channels == 3 else decoded[..., 0])
 
 
-def _print_header(metrics: bool) -> None:
+def _print_header(metrics: bool, chosen: bool = False) -> None:
     print(f"{'file':<32} {'size':>11} {'bytes':>9} {'bpp':>7}"
-          + (f" {'PSNR dB':>8} {'MS-SSIM':>8}" if metrics else ""))
+          + (f" {'PSNR dB':>8} {'MS-SSIM':>8}" if metrics else "")
+          + ("  model" if chosen else ""))
 
 
 def _format_row(row: Row, metrics: bool) -> str:
@@ -155,7 +173,7 @@ def _format_row(row: Row, metrics: bool) -> str:
     if metrics:
         line += f" {row.psnr:>8.2f}" if row.psnr is not None else f" {'–':>8}"
         line += f" {row.ms_ssim:>8.4f}" if row.ms_ssim is not None else f" {'–':>8}"
-    return line
+    return line + (f"  {row.model}" if row.model else "")
 
 
 def _print_summary(rows: list[Row], out_dir: Path) -> None:
@@ -278,12 +296,47 @@ def local_backends(model_spec: str | None) -> Callable:
     return backend_for
 
 
+def family_names(family: str) -> list[str]:
+    """The zoo's models of `family`, lowest quality (λ) first."""
+    from codec import zoo  # pylint: disable=import-outside-toplevel
+    names = [card["name"] for card in zoo.cards() if card.get("family") == family]
+    if not names:
+        families = sorted({card.get("family") for card in zoo.cards()})
+        raise CliError(f"--family {family}: no such family in the zoo (has: "
+                       f"{', '.join(map(str, families)) or 'none'})")
+    return names
+
+
+def quality_model(family: str, quality: int) -> str:
+    """`--quality K` → the zoo name `<family>-qK`, checked against the family's ladder."""
+    names = family_names(family)
+    name = f"{family}-q{quality}"
+    if name not in names:
+        raise CliError(f"--quality {quality}: {family} has qualities 1–{len(names)} "
+                       f"({', '.join(names)})")
+    return name
+
+
+def check_target_bpp(value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise CliError(f"--target-bpp must be > 0 bits per pixel, got {value:g}")
+
+
 def cmd_compress(args) -> None:
+    from codec.photo_codec import ModelLadder  # pylint: disable=import-outside-toplevel
     from codec.saved_codec import SavedCodec  # pylint: disable=import-outside-toplevel
     from codec.zoo import resolve_model  # pylint: disable=import-outside-toplevel
-    backend = SavedCodec(resolve_model(args.model))
+    check_target_bpp(args.target_bpp)
+    if args.target_bpp is not None:
+        backend = ModelLadder(family_names(args.family),
+                              lambda name: SavedCodec(resolve_model(name)))
+        print(f"--target-bpp {args.target_bpp:g}: choosing per file among "
+              f"{', '.join(backend.names)}")
+    else:
+        spec = quality_model(args.family, args.quality) if args.quality else args.model
+        backend = SavedCodec(resolve_model(spec))
     compress_files(backend, args.inputs, Path(args.output_dir), tile=args.tile,
-                   metrics=args.metrics, quiet=args.quiet)
+                   metrics=args.metrics, quiet=args.quiet, target_bpp=args.target_bpp)
 
 
 def cmd_decompress(args) -> None:
@@ -327,9 +380,13 @@ def add_photo_parsers(sub) -> None:
     p = sub.add_parser("compress", help="photos (PNG/JPEG/WebP/TIFF/BMP/GIF) or .npy digits → "
                                         ".bin files")
     p.add_argument("inputs", nargs="+", help="files, directories or glob patterns")
-    p.add_argument("--model", required=True,
-                   help="zoo name (bls2017-q1 … q4, see `rdpipe zoo list`), zoo λ (0.01) or a "
-                        "model dir")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model",
+                       help="zoo name (bls2017-q1 …, see `rdpipe zoo list`), zoo λ (0.01) or a "
+                            "model dir")
+    add_quality_options(which)
+    p.add_argument("--family", default="bls2017",
+                   help="model family of --quality / --target-bpp (default bls2017)")
     add_compress_options(p)
     p.set_defaults(func=cmd_compress)
 
@@ -360,6 +417,16 @@ def add_photo_parsers(sub) -> None:
     q.add_argument("target")
     q.add_argument("--copy", action="store_true", help="copy instead of symbolic links")
     q.set_defaults(func=cmd_zoo)
+
+
+def add_quality_options(group) -> None:
+    """--quality / --target-bpp, in the group that also holds --model."""
+    group.add_argument("--quality", type=int, metavar="K",
+                       help="the family's K-th model (1 = fewest bits): <family>-qK")
+    group.add_argument("--target-bpp", type=float, metavar="X",
+                       help="per photo, the highest quality whose file is ≤ X bits per pixel "
+                            "(bisection over the family's ladder, as tfci.py --target_bpp); "
+                            "prints the model chosen for each file")
 
 
 def add_compress_options(p) -> None:

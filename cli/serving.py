@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from cli.common import CliError, read_images
-from cli.photos import add_compress_options, add_decompress_options
+from cli.photos import add_compress_options, add_decompress_options, add_quality_options
 
 # Pixels one decompress request may claim in all (`rdpipe serve --max-decoded-pixels`): one
 # image of the largest size a string may claim (codec/entropy/framing.py MAX_PIXELS).
@@ -114,12 +114,36 @@ def cmd_client(args) -> None:
         raise CliError(f"{args.server}: {error.code().name}: {error.details()}") from None
 
 
+DEFAULT_CLIENT_MODEL = "mnist_l2000"
+
+
+def _connect(args, model: str):
+    from serving.client import CodecClient
+    return CodecClient(args.server, model, args.version, timeout=args.timeout,
+                       ssl_ca=args.ssl_ca)
+
+
+def _served_ladder(args):
+    """`--target-bpp`: the served models to choose among, lowest quality first (`--ladder`,
+    else the local zoo's names of `--family`, as `rdpipe serve --zoo` serves them)."""
+    from cli.photos import family_names
+    from cli.served_codec import ServedCodec
+    from codec.photo_codec import ModelLadder
+    names = [n for n in (args.ladder or "").split(",") if n] or family_names(args.family)
+    return ModelLadder(names, lambda name: ServedCodec(_connect(args, name)))
+
+
 def _run_client(args) -> None:
     from PIL import Image
-    from serving.client import CodecClient
+    from cli.photos import check_target_bpp, quality_model
 
-    client = CodecClient(args.server, args.model, args.version, timeout=args.timeout,
-                         ssl_ca=args.ssl_ca)
+    choosing = getattr(args, "quality", None) or getattr(args, "target_bpp", None) is not None
+    if choosing and args.model:
+        raise CliError("give one of --model, --quality, --target-bpp")
+    if getattr(args, "quality", None):
+        args.model = quality_model(args.family, args.quality)
+    args.model = args.model or DEFAULT_CLIENT_MODEL
+    client = _connect(args, args.model)   # unused with --target-bpp (one client per model)
     if args.client_command == "status":
         for version, state, error in client.status():
             print(f"{args.model} version {version}: {state}" + (f" ({error})" if error else ""))
@@ -128,15 +152,24 @@ def _run_client(args) -> None:
     if args.client_command in ("compress", "decompress"):
         from cli.served_codec import ServedCodec
         from cli.photos import compress_files, decompress_files
-        backend = ServedCodec(client)
+        from codec.photo_codec import ModelLadder
+        if args.client_command == "compress" and args.target_bpp is not None:
+            check_target_bpp(args.target_bpp)
+            backend = client = _served_ladder(args)
+            print(f"--target-bpp {args.target_bpp:g}: choosing per file among "
+                  f"{', '.join(backend.names)} on {args.server}")
+        else:
+            backend = ServedCodec(client)
         if args.client_command == "compress":
             compress_files(backend, args.inputs, out_dir, tile=args.tile, metrics=args.metrics,
-                           quiet=args.quiet)
+                           quiet=args.quiet, target_bpp=args.target_bpp)
         else:
             decompress_files(lambda header: backend, args.inputs, out_dir,
                              image_format=args.format, raw=args.raw, quiet=args.quiet,
                              max_pixels=args.max_pixels)
-        print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms (last call)")
+        if not isinstance(client, ModelLadder):
+            print(f"round trip to {args.server}: {client.last_seconds * 1000:.1f} ms "
+                  "(last call)")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     # svd
@@ -208,7 +241,8 @@ def add_serving_parsers(sub) -> None:
     client_sub = p.add_subparsers(dest="client_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default="127.0.0.1:8500")
-    common.add_argument("--model", default="mnist_l2000", help="served model name")
+    common.add_argument("--model", default=None,
+                        help=f"served model name (default {DEFAULT_CLIENT_MODEL})")
     common.add_argument("--version", type=int, default=None)
     common.add_argument("--timeout", type=float, default=30.)
     common.add_argument("--ssl-ca", help="PEM CA certificate: connect with TLS")
@@ -220,6 +254,14 @@ def add_serving_parsers(sub) -> None:
         q.add_argument("inputs", nargs="+")
         if name == "compress":
             add_compress_options(q)
+            quality = q.add_mutually_exclusive_group()
+            add_quality_options(quality)
+            q.add_argument("--family", default="bls2017",
+                           help="--quality K asks for model <family>-qK; --target-bpp chooses "
+                                "among the family's zoo names (default bls2017)")
+            q.add_argument("--ladder", metavar="NAME,NAME,…",
+                           help="--target-bpp: served model names, lowest quality first "
+                                "(default: the zoo's names of --family)")
         if name == "decompress":
             q.add_argument("--raw", action="store_true",
                            help="inputs are raw signature strings without the rdpipe header")

@@ -117,20 +117,36 @@ def cmd_train_zoo(args) -> None:
     """`rdpipe train-zoo`: the Ballé 2017 ladder as one resumable job (codec/ladder.py)."""
     import dataclasses as dc  # pylint: disable=import-outside-toplevel
     from codec.eval import image_eval  # pylint: disable=import-outside-toplevel
-    from codec.ladder import LadderConfig, cache_root, run_ladder  # pylint: disable=import-outside-toplevel
+    from codec.ladder import (COMPRESSAI_MS_SSIM_LAMBDAS, LadderConfig,  # pylint: disable=import-outside-toplevel
+                              cache_root, run_ladder)
     from codec.models.bls2017_train import ImageTrainConfig  # pylint: disable=import-outside-toplevel
     if args.threads:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     defaults = LadderConfig()
-    base = dc.replace(defaults.base, **parse_options(ImageTrainConfig, args.extra, args.set or []))
-    # A hyperprior ladder (`--architecture hyperprior`) lives beside the factorized one.
-    name = args.name or ("bmshj2018-hyperprior" if base.architecture == "hyperprior" else None)
+    options = parse_options(ImageTrainConfig, args.extra, args.set or [])
+    ms_ssim = options.get("distortion") == "ms-ssim"
+    if ms_ssim:   # five MS-SSIM scales need ≥ 176-px crops; CompressAI trains on 256²
+        options.setdefault("patch_size", 256)
+    base = dc.replace(defaults.base, **options)
+    # A hyperprior ladder (`--architecture hyperprior`) lives beside the factorized one, an
+    # MS-SSIM ladder beside its MSE one, whose anchor starts it (when trained).
+    name = args.name or ("bmshj2018-hyperprior" if base.architecture == "hyperprior"
+                         else defaults.name)
+    anchor_init_from = args.anchor_init_from
+    if ms_ssim:
+        mse_anchor = cache_root() / "ladders" / name / f"anchor_l{defaults.anchor_lmbda:g}"
+        if anchor_init_from is None and (mse_anchor / "summary.json").exists():
+            anchor_init_from = str(mse_anchor)
+        name = args.name or f"{name}-msssim"
     ladder = dc.replace(defaults, base=base, **{k: v for k, v in {
         "name": name, "anchor_steps": args.anchor_steps,
-        "finetune_steps": args.finetune_steps, "anchor_lmbda": args.anchor_lambda,
-        "lambdas": tuple(args.lambdas) if args.lambdas else None,
+        "finetune_steps": args.finetune_steps,
+        "anchor_lmbda": args.anchor_lambda or (COMPRESSAI_MS_SSIM_LAMBDAS[3] if ms_ssim else None),
+        "anchor_init_from": anchor_init_from,
+        "lambdas": tuple(args.lambdas) if args.lambdas else (
+            COMPRESSAI_MS_SSIM_LAMBDAS if ms_ssim else None),
         "probe_every": args.probe_every, "probe_images": args.probe_images}.items()
         if v is not None})
     root = Path(args.root) if args.root else cache_root() / "ladders" / ladder.name
@@ -150,7 +166,8 @@ def add_train_zoo_parser(sub) -> None:
                     "Any option of `rdpipe train bls2017` (e.g. --precision-policy '' "
                     "--learning-rate 2e-4 --schedule constant --train-dir A B) sets the "
                     "training recipe of every model; --architecture hyperprior trains the "
-                    "scale-hyperprior ladder instead.")
+                    "scale-hyperprior ladder instead; --distortion ms-ssim an MS-SSIM ladder "
+                    "(CompressAI's MS-SSIM λ, 256² crops) fine-tuned from the MSE anchor.")
     p.add_argument("--hours", type=float, help="stop (checkpointed) after this many hours")
     p.add_argument("--threads", type=int, default=0,
                    help="TF intra-op threads (default: TF's choice, all cores)")
@@ -161,6 +178,9 @@ def add_train_zoo_parser(sub) -> None:
                    "CompressAI's 8 MSE λ, 0.0018 … 0.18)")
     p.add_argument("--anchor-lambda", type=float, help="λ of the anchor (default 0.013)")
     p.add_argument("--anchor-steps", type=int, help="anchor steps (default 150,000)")
+    p.add_argument("--anchor-init-from", help="trained model dir that starts the anchor "
+                   "(default: from scratch; with --distortion ms-ssim, the MSE ladder's anchor "
+                   "when it is trained)")
     p.add_argument("--finetune-steps", type=int, help="steps per λ (default 30,000)")
     p.add_argument("--probe-every", type=int, help="steps between learning-curve probes "
                                                    "(default 5,000)")

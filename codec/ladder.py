@@ -32,6 +32,8 @@ from codec.train_loop import atomic_write_text, read_log
 # as rdpipe's loss `bpp + λ·MSE` with MSE on 0–255 pixels. Its factorized models span
 # ≈ 0.12–1.6 bpp on Kodak with them.
 COMPRESSAI_MSE_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+# CompressAI's λ for its MS-SSIM models of quality 1–8: loss bpp + λ·(1 − MS-SSIM).
+COMPRESSAI_MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00)
 
 
 def cache_root() -> Path:
@@ -51,6 +53,9 @@ class LadderConfig:
     finetune_steps: int = 30_000
     # Warm-up of the anchor's schedule; fine-tunes start from trained weights and a fresh
     # Adam, so a short warm-up keeps the first large updates of an empty Adam state small.
+    # A trained model dir whose weights start the anchor ("" = from scratch): e.g. the MSE
+    # ladder's anchor for an MS-SSIM ladder, which CompressAI also fine-tunes from MSE models.
+    anchor_init_from: str = ""
     anchor_warmup_steps: int = 2_000
     finetune_warmup_steps: int = 500
     probe_images: int = 4          # first N Kodak images for the learning curves
@@ -61,7 +66,8 @@ class LadderConfig:
 
     def anchor_config(self) -> ImageTrainConfig:
         return dataclasses.replace(self.base, lmbda=self.anchor_lmbda, steps=self.anchor_steps,
-                                   warmup_steps=self.anchor_warmup_steps, init_from="")
+                                   warmup_steps=self.anchor_warmup_steps,
+                                   init_from=self.anchor_init_from)
 
     def model_config(self, lmbda: float, anchor_dir: Path) -> ImageTrainConfig:
         return dataclasses.replace(self.base, lmbda=lmbda, steps=self.finetune_steps,

@@ -8,7 +8,7 @@ each, row-major), so memory stays bounded by one tile's transforms whatever the 
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from codec.entropy.container import (MAX_PIXELS, MAX_TILE, MIN_TILE, UNKNOWN_FIN
                                      ContainerError, Header, describe_model, pack, unpack)
 
 __all__ = ["CodecBackend", "DEFAULT_TILE", "encode_image", "encode_fixed_size", "decode_file",
-           "decode_fixed_size", "check_model", "ContainerError"]
+           "decode_fixed_size", "check_model", "ContainerError", "ModelLadder", "TargetChoice",
+           "encode_at_target"]
 
 # 2048² tiles: a 64 MP photo is 16 calls; one tile's transforms peak near 2 GiB of float32
 # activations (the first analysis layer: 1024² × 128 channels), measured in bench_big_photo.
@@ -88,6 +89,68 @@ def encode_fixed_size(backend: CodecBackend,
     height, width = backend.fixed_size
     return [(pack(_header(backend, height, width, 0), [string]), float(b))
             for string, b in zip(strings, bits)]
+
+
+class ModelLadder:
+    """The models of one family, lowest quality (fewest bits) first — e.g. the zoo's
+    `bls2017-q1 … qN`, local or served — each loaded on first use by `load(name)`."""
+
+    def __init__(self, names: Sequence[str], load: Callable[[str], CodecBackend]):
+        if not names:
+            raise ValueError("a model ladder needs at least one model")
+        self.names = list(names)
+        self._load = load
+        self._loaded: dict[int, CodecBackend] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> CodecBackend:
+        if index not in self._loaded:
+            self._loaded[index] = self._load(self.names[index])
+        return self._loaded[index]
+
+    @property
+    def channels(self) -> int:
+        return self[0].channels
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        return self[0].fixed_size
+
+
+class TargetChoice(NamedTuple):
+    """What `encode_at_target` wrote: the file, its information content (bits), the ladder
+    index and name of the model, whether the file meets the target, and the models tried."""
+    data: bytes
+    bits: float
+    index: int
+    model: str
+    met: bool
+    tried: int
+
+
+def encode_at_target(ladder: ModelLadder, image: np.ndarray, target_bpp: float,
+                     tile: int = DEFAULT_TILE) -> TargetChoice:
+    """The file of the highest-quality model of `ladder` whose actual size (file bytes,
+    container header included) is ≤ `target_bpp` bits per pixel, found by bisection over
+    the ladder (⌈log₂(N + 1)⌉ encodes; rate grows with quality, as `tfci.py --target_bpp`
+    assumes). If even the lowest quality is above the target, its file (`met=False`)."""
+    if not target_bpp > 0:
+        raise ValueError(f"target bits per pixel must be > 0, got {target_bpp}")
+    pixels = image.shape[0] * image.shape[1]
+    coded: dict[int, tuple[bytes, float]] = {}
+    low, high, best = 0, len(ladder) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        coded[middle] = encode_image(ladder[middle], image, tile)
+        if 8 * len(coded[middle][0]) / pixels <= target_bpp:
+            best, low = middle, middle + 1
+        else:
+            high = middle - 1
+    index = 0 if best is None else best      # bisection tried index 0 when nothing fits
+    data, bits = coded[index]
+    return TargetChoice(data, bits, index, ladder.names[index], best is not None, len(coded))
 
 
 def check_model(header: Header, backend: CodecBackend) -> None:

@@ -394,3 +394,40 @@ def test_shipped_zoo_lists_and_codes_a_photo(tmp_path, capsys):
     assert main(["decompress", str(tmp_path / "photo.bin"), "--output-dir",
                  str(tmp_path)]) == 0     # the model named in the file, from the zoo
     assert np.asarray(Image.open(tmp_path / "photo.png")).shape == (128, 192, 3)
+
+
+def test_target_bpp_picks_the_highest_quality_whose_file_fits(tmp_path, capsys):
+    """`--target-bpp` (issue 22): per photo, the best zoo model whose actual file is ≤ X bpp,
+    by bisection; `--quality K` names the K-th model; below the lowest rate: q1 and a warning."""
+    from codec import zoo
+    from codec.saved_codec import SavedCodec
+    names = [card["name"] for card in zoo.cards() if card["family"] == "bls2017"]
+    image = _kodak_crop(96, 128, "kodim05.png")
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    ladder = photo_codec.ModelLadder(names, lambda name: SavedCodec(zoo.resolve_model(name)))
+    sizes = [8 * len(photo_codec.encode_image(ladder[i], image)[0]) / image[..., 0].size
+             for i in range(len(names))]
+    assert sizes == sorted(sizes)                       # rate grows with quality
+    target = (sizes[1] + sizes[2]) / 2                  # q2 fits, q3 does not
+    choice = photo_codec.encode_at_target(ladder, image, target)
+    assert (choice.model, choice.met) == (names[1], True)
+    assert choice.tried <= int(np.ceil(np.log2(len(names) + 1)))
+    assert choice.data == photo_codec.encode_image(ladder[1], image)[0]
+    assert photo_codec.encode_at_target(ladder, image, sizes[-1]).model == names[-1]
+    assert main(["compress", str(tmp_path / "photo.png"), "--target-bpp", f"{target:.4f}",
+                 "--output-dir", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if "photo.bin" in line][0]
+    assert row.split()[-1] == names[1] and float(row.split()[3]) <= target
+    assert container.unpack((tmp_path / "t" / "photo.bin").read_bytes()).model == names[1]
+    assert main(["compress", str(tmp_path / "photo.png"), "--target-bpp", "0.001",
+                 "--output-dir", str(tmp_path / "low")]) == 0
+    assert "even the lowest quality (bls2017-q1)" in capsys.readouterr().err
+    assert main(["compress", str(tmp_path / "photo.png"), "--quality", "3",
+                 "--output-dir", str(tmp_path / "q")]) == 0
+    assert container.unpack((tmp_path / "q" / "photo.bin").read_bytes()).model == names[2]
+    assert main(["compress", str(tmp_path / "photo.png"), "--quality", "99",
+                 "--output-dir", str(tmp_path / "q")]) != 0
+    assert f"qualities 1–{len(names)}" in capsys.readouterr().err
+    assert main(["compress", str(tmp_path / "photo.png"), "--target-bpp", "-1",
+                 "--output-dir", str(tmp_path / "q")]) != 0

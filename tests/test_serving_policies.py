@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from codec.entropy import container
 from serving.client import CodecClient
 from test_serving_rest import _readline
 from serving.models import ModelRegistry
@@ -91,6 +92,22 @@ def test_serve_zoo_serves_every_shipped_model_as_the_library_codes(tmp_path):
         local = SavedCodec(zoo.resolve_model(names[0]))
         assert strings == local.compress(crop[None])[0]
         np.testing.assert_array_equal(first.decompress(strings), local.decompress(strings))
+        # --target-bpp through the server chooses what the local command chooses, same bytes.
+        from cli.main import main
+        Image.fromarray(crop).save(tmp_path / "crop.png")
+        target = "0.9"
+        assert main(["client", "compress", str(tmp_path / "crop.png"), "--server",
+                     f"127.0.0.1:{port}", "--target-bpp", target, "--output-dir",
+                     str(tmp_path / "served"), "--quiet"]) == 0
+        assert main(["compress", str(tmp_path / "crop.png"), "--target-bpp", target,
+                     "--output-dir", str(tmp_path / "local"), "--quiet"]) == 0
+        served = container.unpack((tmp_path / "served" / "crop.bin").read_bytes())
+        mine = container.unpack((tmp_path / "local" / "crop.bin").read_bytes())
+        assert served.model == mine.model and served.segments == mine.segments
+        assert main(["client", "compress", str(tmp_path / "crop.png"), "--server",
+                     f"127.0.0.1:{port}", "--quality", "2", "--output-dir",
+                     str(tmp_path / "q2"), "--quiet"]) == 0
+        assert container.unpack((tmp_path / "q2" / "crop.bin").read_bytes()).model == names[1]
     finally:
         server.terminate()
         server.wait(30)

@@ -271,3 +271,23 @@ def test_train_zoo_command_help_names_its_options():
     assert result.returncode == 0
     for option in ("--hours", "--anchor-steps", "--finetune-steps", "--lambdas", "RDPIPE_CACHE"):
         assert option in result.stdout
+
+
+def test_an_ms_ssim_ladder_plans_compressai_lambdas_and_starts_from_the_mse_anchor(
+        tmp_path, monkeypatch):
+    """`rdpipe train-zoo --distortion ms-ssim`: CompressAI's MS-SSIM λ, 256² crops, the MSE
+    ladder's trained anchor as the start (a deadline already past: only the plan is written)."""
+    from cli.main import main
+    monkeypatch.setenv("RDPIPE_CACHE", str(tmp_path / "cache"))
+    anchor = tmp_path / "cache" / "ladders" / "bls2017" / "anchor_l0.013"
+    anchor.mkdir(parents=True)
+    (anchor / "summary.json").write_text("{}")
+    assert main(["train-zoo", "--distortion", "ms-ssim", "--hours", "1e-9",
+                 "--probe-images", "0"]) == 0
+    status = json.loads((tmp_path / "cache" / "ladders" / "bls2017-msssim" /
+                         "ladder.json").read_text())
+    plan = status["config"]
+    assert plan["lambdas"] == [2.4, 4.58, 8.73, 16.64, 31.73, 60.5, 115.37, 220.0]
+    assert plan["anchor_lmbda"] == 16.64 and plan["anchor_init_from"] == str(anchor)
+    assert plan["base"]["distortion"] == "ms-ssim" and plan["base"]["patch_size"] == 256
+    assert status["steps_done"] == 0

@@ -294,3 +294,27 @@ def test_float16_export_is_smaller_decodes_near_the_float32_one_and_reexports(tm
     assert size("again") == size("f16")     # still float16, weights unchanged
     np.testing.assert_array_equal(again.compress(image)["strings"],
                                   half.compress(image)["strings"])
+
+
+def test_ms_ssim_distortion_trains_on_bpp_plus_lambda_one_minus_ms_ssim():
+    """Issue 22 req 5: loss = bpp + λ·(1 − MS-SSIM) for both trainer families."""
+    with pytest.raises(ValueError, match="patch_size ≥ 176"):
+        ImageTrainConfig(filters=8, distortion="ms-ssim")
+    with pytest.raises(ValueError, match="distortion"):
+        ImageTrainConfig(filters=8, distortion="l1")
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (1, 192, 192, 3)), tf.uint8)
+    for architecture in ("factorized", "hyperprior"):
+        config = ImageTrainConfig(filters=8, lmbda=8.73, distortion="ms-ssim", patch_size=192,
+                                  architecture=architecture)
+        trainer = build_image_trainer(config)
+        out = trainer(images, training=False)
+        expected = out["bpp"] + 8.73 * (1 - out["ms_ssim"])
+        np.testing.assert_allclose(out["loss"], expected, rtol=1e-5)
+        assert 0 < float(out["ms_ssim"]) < 1
+        before = [v.numpy().copy() for v in trainer.trainable_variables]
+        step = trainer.optimize(images)
+        assert np.isfinite(float(step["loss"]))
+        assert any(np.abs(a - v.numpy()).max() > 0
+                   for a, v in zip(before, trainer.trainable_variables))
+    mse = build_image_trainer(ImageTrainConfig(filters=8, lmbda=.01))(images)
+    np.testing.assert_allclose(mse["loss"], mse["bpp"] + .01 * mse["mse"], rtol=1e-5)

@@ -29,6 +29,11 @@ from codec.layers.signal_conv import SignalConv2D
 
 DOWNSAMPLING = 16
 DEFAULT_FILTERS = 128
+# "mse": loss bpp + λ·MSE (0–255 pixels; CompressAI's MSE λ scale). "ms-ssim": bpp +
+# λ·(1 − MS-SSIM) (CompressAI's MS-SSIM λ scale, 2.4 … 220), five scales of
+# tf.image.ssim_multiscale, so training crops need ≥ 176 px a side (11-px window at 1/16).
+DISTORTIONS = ("mse", "ms-ssim")
+MS_SSIM_MIN_PATCH = 176
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +95,10 @@ class RateDistortionTrainer(keras.Model):
     step functions. Subclasses build the transforms and the entropy models and define `call`
     (→ {"loss", "bpp", "mse", "psnr"})."""
 
-    def _init_trackers(self) -> None:
+    def _init_trackers(self, distortion: str = "mse") -> None:
+        if distortion not in DISTORTIONS:
+            raise ValueError(f"distortion must be one of {DISTORTIONS}, got {distortion!r}")
+        self.distortion = distortion
         self.prior_optimizer = None
         self._trackers = {name: keras.metrics.Mean(name=name)
                           for name in ("loss", "bpp", "mse", "psnr")}
@@ -102,6 +110,23 @@ class RateDistortionTrainer(keras.Model):
     @property
     def metrics(self):
         return list(self._trackers.values())
+
+    def rate_distortion(self, x: tf.Tensor, x_tilde: tf.Tensor, bits: tf.Tensor) -> dict:
+        """The loss and its terms for images `x` and reconstructions `x_tilde` (float32,
+        0–255) whose latents cost `bits` per image: bpp, MSE (0–255), PSNR (dB) and, under
+        `distortion="ms-ssim"`, MS-SSIM (linear, of the reconstruction clipped to 0–255)."""
+        pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+        bpp = tf.reduce_mean(bits) / pixels
+        mse = tf.reduce_mean(tf.square(x - x_tilde))
+        out = {"bpp": bpp, "mse": mse,
+               "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
+        if self.distortion == "ms-ssim":
+            out["ms_ssim"] = tf.reduce_mean(tf.image.ssim_multiscale(
+                x, tf.clip_by_value(x_tilde, 0., 255.), 255.))
+            out["loss"] = bpp + self.lmbda * (1. - out["ms_ssim"])
+        else:
+            out["loss"] = bpp + self.lmbda * mse
+        return out
 
     def _update(self, out):
         for name, tracker in self._trackers.items():
@@ -140,7 +165,8 @@ class RateDistortionTrainer(keras.Model):
 
 
 class BLS2017Trainer(RateDistortionTrainer):
-    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script).
+    """Trains transforms and prior on `bpp + λ·MSE` (pixels on 0–255, as TFC's script), or
+    `bpp + λ·(1 − MS-SSIM)` with `distortion="ms-ssim"`.
 
     `compile(optimizer=..., prior_optimizer=...)`: the prior's parameters may get their own
     optimizer (e.g. a higher learning rate): the prior starts at scale `prior_init_scale`
@@ -150,7 +176,8 @@ class BLS2017Trainer(RateDistortionTrainer):
 
     def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
                  options: TransformOptions = TransformOptions(),
-                 prior_init_scale: float = 10., legacy_prior_numerics: bool = False, **kwargs):
+                 prior_init_scale: float = 10., legacy_prior_numerics: bool = False,
+                 distortion: str = "mse", **kwargs):
         super().__init__(**kwargs)
         if lmbda <= 0 or filters < 1 or channels not in (1, 3):
             raise ValueError("need lmbda > 0, filters ≥ 1 and channels 1 (grey) or 3 (RGB)")
@@ -161,7 +188,7 @@ class BLS2017Trainer(RateDistortionTrainer):
             filters, init_scale=prior_init_scale, legacy_numerics=legacy_prior_numerics,
             name="prior")
         self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
-        self._init_trackers()
+        self._init_trackers(distortion)
 
     def call(self, images, training=False, noise_seed=None):
         """noise_seed: int32 `[2]` (training only): the uniform noise of this batch is drawn
@@ -177,11 +204,7 @@ class BLS2017Trainer(RateDistortionTrainer):
             noise = _replica_rows(_global_noise(y, noise_seed))
         y_tilde, bits = self.entropy_model(y, training=training, noise=noise)
         x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
-        pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
-        bpp = tf.reduce_mean(bits) / pixels
-        mse = tf.reduce_mean(tf.square(x - x_tilde))
-        return {"loss": bpp + self.lmbda * mse, "bpp": bpp, "mse": mse,
-                "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
+        return self.rate_distortion(x, x_tilde, bits)
 
 
 def _global_noise(y: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

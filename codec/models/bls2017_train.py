@@ -19,7 +19,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from codec.eval import image_eval
-from codec.models.bls2017 import BLS2017Trainer, ImageCodec, TransformOptions
+from codec.models.bls2017 import (DISTORTIONS, MS_SSIM_MIN_PATCH, BLS2017Trainer, ImageCodec,
+                                   TransformOptions)
 from codec.models.bmshj2018 import HyperpriorCodec, HyperpriorTrainer
 
 # Entropy-model architecture of an image codec → (trainer class, export module class). Both
@@ -38,6 +39,9 @@ class ImageTrainConfig:
     and train_speed.json (TFC's transforms, a faster prior, area-weighted flipped crops)."""
 
     lmbda: float = .01
+    # "mse" (loss bpp + λ·MSE, 0–255 pixels) or "ms-ssim" (bpp + λ·(1 − MS-SSIM), CompressAI's
+    # MS-SSIM λ scale; crops ≥ 176 px): codec.models.bls2017.DISTORTIONS.
+    distortion: str = "mse"
     filters: int = 128
     # 256² crops move 1.3× more pixels/s (fewer latents in the zero-padded border ring) but
     # take 3× longer per step; at CPU budgets of 10⁴ steps the loss is still falling fast with
@@ -108,6 +112,11 @@ class ImageTrainConfig:
             raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}")
         if self.architecture == "hyperprior" and self.patch_size % 64:
             raise ValueError("the hyperprior needs patch_size a multiple of 64 (z is /64)")
+        if self.distortion not in DISTORTIONS:
+            raise ValueError(f"distortion must be one of {DISTORTIONS}")
+        if self.distortion == "ms-ssim" and self.patch_size < MS_SSIM_MIN_PATCH:
+            raise ValueError(f"distortion ms-ssim needs patch_size ≥ {MS_SSIM_MIN_PATCH} (five "
+                             "MS-SSIM scales of an 11-pixel window)")
         if self.crop_sampling not in CROP_SAMPLINGS:
             raise ValueError(f"crop_sampling must be one of {CROP_SAMPLINGS}")
         if self.prior_lr_multiplier <= 0:
@@ -204,8 +213,11 @@ def build_image_trainer(config: ImageTrainConfig,
                                 options=dataclasses.replace(config.transform_options,
                                                             weights_dtype=weights_dtype),
                                 prior_init_scale=config.prior_init_scale,
-                                legacy_prior_numerics=config.legacy_prior_numerics, **extra)
+                                legacy_prior_numerics=config.legacy_prior_numerics,
+                                distortion=config.distortion, **extra)
         size = 64 if config.architecture == "hyperprior" else 16
+        if config.distortion == "ms-ssim":    # the loss needs five MS-SSIM scales
+            size = -(-MS_SSIM_MIN_PATCH // size) * size
         trainer(tf.zeros((1, size, size, config.channels), tf.uint8))   # create variables
     finally:
         keras.mixed_precision.set_global_policy(previous)
@@ -317,11 +329,16 @@ def round_trip(codec: ImageCodec, images: list[np.ndarray]) -> tuple[list[bytes]
 
 
 def probe_rate_distortion(codec: ImageCodec, images: list[np.ndarray]) -> dict:
-    """Mean actual bpp (bits of the strings / pixels) and PSNR (dB, peak 255) of `codec`."""
+    """Mean actual bpp (bits of the strings / pixels), PSNR (dB, peak 255) and MS-SSIM
+    (linear) of `codec`."""
     strings, decoded = round_trip(codec, images)
-    return {"bpp": float(np.mean([8 * len(s) / (i.shape[0] * i.shape[1])
-                                  for s, i in zip(strings, images)])),
-            "psnr": float(np.mean([image_eval.psnr(i, d) for i, d in zip(images, decoded)]))}
+    out = {"bpp": float(np.mean([8 * len(s) / (i.shape[0] * i.shape[1])
+                                 for s, i in zip(strings, images)])),
+           "psnr": float(np.mean([image_eval.psnr(i, d) for i, d in zip(images, decoded)]))}
+    if all(min(i.shape[:2]) >= MS_SSIM_MIN_PATCH for i in images):   # five scales fit
+        out["ms_ssim"] = float(np.mean([image_eval.ms_ssim(i, d)
+                                        for i, d in zip(images, decoded)]))
+    return out
 
 
 def kodak_probe(images: list[np.ndarray], config: ImageTrainConfig):

@@ -79,13 +79,15 @@ def table_index(index: tf.Tensor) -> tf.Tensor:
 
 
 class HyperpriorTrainer(RateDistortionTrainer):
-    """Trains g_a, g_s, h_a, h_s and the z prior on `bpp + λ·MSE`; same interface as
+    """Trains g_a, g_s, h_a, h_s and the z prior on `bpp + λ·MSE` (or `λ·(1 − MS-SSIM)`,
+    `distortion="ms-ssim"`); same interface as
     `BLS2017Trainer` (call → loss/bpp/mse/psnr, `optimize`, a `prior_optimizer` for the z
     prior's parameters), so `codec.models.bls2017_train` trains either."""
 
     def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
                  options: TransformOptions = TransformOptions(), prior_init_scale: float = 10.,
-                 legacy_prior_numerics: bool = False, hyper_filters: int = 0, **kwargs):
+                 legacy_prior_numerics: bool = False, hyper_filters: int = 0,
+                 distortion: str = "mse", **kwargs):
         super().__init__(**kwargs)
         if lmbda <= 0 or filters < 1 or channels not in (1, 3):
             raise ValueError("need lmbda > 0, filters ≥ 1 and channels 1 (grey) or 3 (RGB)")
@@ -100,7 +102,7 @@ class HyperpriorTrainer(RateDistortionTrainer):
             legacy_numerics=legacy_prior_numerics, name="prior")
         self.entropy_model = EntropyModel(self.prior_parameters.prior, coding_rank=3)
         self.conditional = ConditionalEntropyModel()
-        self._init_trackers()
+        self._init_trackers(distortion)
 
     def call(self, images, training=False, noise_seed=None):
         """As `BLS2017Trainer.call`; `noise_seed` seeds the noise of y and (folded) of z."""
@@ -118,11 +120,7 @@ class HyperpriorTrainer(RateDistortionTrainer):
         y_bits = tf.reduce_sum(self.conditional.bits(y_tilde, scale_of_index(index)),
                                axis=(1, 2, 3))
         x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
-        pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
-        bpp = tf.reduce_mean(y_bits + z_bits) / pixels
-        mse = tf.reduce_mean(tf.square(x - x_tilde))
-        return {"loss": bpp + self.lmbda * mse, "bpp": bpp, "mse": mse,
-                "psnr": 10. * tf.math.log(255. ** 2 / mse) / tf.math.log(10.)}
+        return self.rate_distortion(x, x_tilde, y_bits + z_bits)
 
 
 def _join_hyper_string(z_strings: tf.Tensor, y_strings: tf.Tensor) -> tf.Tensor:
