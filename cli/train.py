@@ -101,7 +101,7 @@ def cmd_train(args) -> None:
 
 
 def add_train_parser(sub) -> None:
-    names = "mnist, bls2017, bmshj2018-hyperprior"   # codec/families (not imported here: TF)
+    names = "mnist, bls2017, bmshj2018-hyperprior, mbt2018-mean"   # codec/families (no TF here)
     p = sub.add_parser("train", help=f"train one codec of a family ({names}) for one λ",
                        description=__doc__.split("\n\n")[1] if "\n\n" in __doc__ else None)
     p.add_argument("family", help=f"codec family: {names} (codec/families)")
@@ -132,8 +132,8 @@ def cmd_train_zoo(args) -> None:
     base = dc.replace(defaults.base, **options)
     # A hyperprior ladder (`--architecture hyperprior`) lives beside the factorized one, an
     # MS-SSIM ladder beside its MSE one, whose anchor starts it (when trained).
-    name = args.name or ("bmshj2018-hyperprior" if base.architecture == "hyperprior"
-                         else defaults.name)
+    name = args.name or {"hyperprior": "bmshj2018-hyperprior",
+                         "mean-scale": "mbt2018-mean"}.get(base.architecture, defaults.name)
     anchor_init_from = args.anchor_init_from
     if ms_ssim:
         mse_anchor = cache_root() / "ladders" / name / f"anchor_l{defaults.anchor_lmbda:g}"
@@ -165,15 +165,15 @@ def add_train_zoo_parser(sub) -> None:
                     "(~/.cache/rdpipe) and resuming exactly where a previous run stopped. "
                     "Any option of `rdpipe train bls2017` (e.g. --precision-policy '' "
                     "--learning-rate 2e-4 --schedule constant --train-dir A B) sets the "
-                    "training recipe of every model; --architecture hyperprior trains the "
-                    "scale-hyperprior ladder instead; --distortion ms-ssim an MS-SSIM ladder "
+                    "training recipe of every model; --architecture hyperprior (mean-scale) "
+                    "trains the scale (mean-scale) hyperprior ladder instead; --distortion ms-ssim an MS-SSIM ladder "
                     "(CompressAI's MS-SSIM λ, 256² crops) fine-tuned from the MSE anchor.")
     p.add_argument("--hours", type=float, help="stop (checkpointed) after this many hours")
     p.add_argument("--threads", type=int, default=0,
                    help="TF intra-op threads (default: TF's choice, all cores)")
     p.add_argument("--root", help="ladder directory (default $RDPIPE_CACHE/ladders/NAME)")
-    p.add_argument("--name", help="ladder name (default bls2017; bmshj2018-hyperprior with "
-                                  "--architecture hyperprior)")
+    p.add_argument("--name", help="ladder name (default bls2017; bmshj2018-hyperprior or "
+                                  "mbt2018-mean with --architecture hyperprior / mean-scale)")
     p.add_argument("--lambdas", type=float, nargs="+", help="λ of the rungs (default: "
                    "CompressAI's 8 MSE λ, 0.0018 … 0.18)")
     p.add_argument("--anchor-lambda", type=float, help="λ of the anchor (default 0.013)")

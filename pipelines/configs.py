@@ -90,9 +90,13 @@ IMAGES_QUICK = dataclasses.replace(
 HYPERPRIOR = dataclasses.replace(IMAGES, name="hyperprior", family="bmshj2018-hyperprior")
 HYPERPRIOR_QUICK = dataclasses.replace(IMAGES_QUICK, name="hyperprior-quick",
                                        family="bmshj2018-hyperprior")
+# The mean-scale hyperprior (codec/families/mbt2018.py), likewise.
+MEAN_SCALE = dataclasses.replace(IMAGES, name="mean-scale", family="mbt2018-mean")
+MEAN_SCALE_QUICK = dataclasses.replace(IMAGES_QUICK, name="mean-scale-quick",
+                                       family="mbt2018-mean")
 
 CONFIGS = {c.name: c for c in (MNIST, MNIST_QUICK, IMAGES, IMAGES_QUICK, HYPERPRIOR,
-                               HYPERPRIOR_QUICK)}
+                               HYPERPRIOR_QUICK, MEAN_SCALE, MEAN_SCALE_QUICK)}
 
 
 def get_config(name: str) -> PipelineConfig:

@@ -23,7 +23,7 @@ def _tiny_options(name: str, tmp_path: Path, tfds_dir: str) -> dict:
     for image_name in ("kodim01.png", "kodim02.png"):
         with Image.open(KODAK / image_name) as image:
             image.convert("RGB").crop((0, 0, 96, 80)).save(folder / image_name)
-    patch = 64 if name == "bmshj2018-hyperprior" else 32     # its z is /64
+    patch = 64 if name in ("bmshj2018-hyperprior", "mbt2018-mean") else 32   # their z is /64
     return {"filters": 8, "patch_size": patch, "batch_size": 2, "steps_per_epoch": 3,
             "epochs": 1, "train_dir": str(folder), "verbose": 0}
 
@@ -66,7 +66,7 @@ def test_every_family_trains_exports_measures_and_gates(name, tmp_path, tfds_dir
 
 
 def test_unknown_family_and_options_are_clear_errors():
-    with pytest.raises(ValueError, match="registered: bls2017, bmshj2018-hyperprior, mnist"):
+    with pytest.raises(ValueError, match="registered: bls2017, bmshj2018-hyperprior, mbt2018-mean, mnist"):
         get_family("hyperprior")
     with pytest.raises(ValueError, match="unknown mnist training options"):
         get_family("mnist").make_config({"filters": 8})

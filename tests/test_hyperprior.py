@@ -63,7 +63,7 @@ def test_string_layout_holds_z_then_y(tiny_codec):
     np.testing.assert_array_equal(
         z_hat.numpy(), tiny_codec.entropy_model.quantize(tiny_codec.hyper_analysis(tf.abs(
             tiny_codec.analysis_transform(tf.cast(image, tf.float32) / 255.)))).numpy())
-    indexes = tiny_codec._indexes(z_hat)
+    indexes = tiny_codec._side_parameters(z_hat)[0]
     assert indexes.shape == (1, 8, 12, 8) and indexes.dtype == tf.int32
 
 
@@ -138,7 +138,7 @@ def test_integer_indexes_follow_the_float_network(tiny_codec):
     network's rounding, and equal almost everywhere."""
     z_hat = tf.constant(np.random.default_rng(6).normal(0, 3, (2, 3, 4, 8)).round()
                         .astype(np.float32)) + tiny_codec.entropy_model._quantization_offset
-    integer = tiny_codec._indexes(z_hat).numpy()
+    integer = tiny_codec._side_parameters(z_hat)[0].numpy()
     floating = table_index(tiny_codec.hyper_synthesis(z_hat)).numpy()
     assert np.abs(integer - floating).max() <= 1
     assert (integer == floating).mean() > .95
@@ -211,3 +211,35 @@ def test_integer_stack_outputs_grid_values_within_its_bounds():
     assert np.abs(out).max() <= 1024                                   # saturated
     with pytest.raises(ValueError, match="SignalConv2D and ReLU"):
         IntegerConvStack(keras.Sequential([keras.layers.Dense(3)]))
+
+
+# ------------------------------------------------------------- mean-scale (mbt2018-mean)
+@pytest.fixture(scope="module")
+def tiny_mean_scale():
+    from codec.models.mbt2018 import MeanScaleCodec, MeanScaleTrainer
+    keras.utils.set_random_seed(0)
+    trainer = MeanScaleTrainer(lmbda=.01, filters=8, hyper_filters=8)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    patches = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    history = trainer.fit(tf.data.Dataset.from_tensor_slices(patches).batch(2), epochs=1,
+                          verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert trainer.hyper_synthesis.layers[-1].filters == 16        # index and mean per y
+    return MeanScaleCodec(trainer)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (40, 72)])
+def test_mean_scale_round_trips_to_round_y_minus_mu_plus_mu(tiny_mean_scale, shape):
+    """ŷ = round(y − μ) + μ with μ from the integer h_s: what the decoder must rebuild."""
+    codec = tiny_mean_scale
+    images = np.random.default_rng(3).integers(0, 256, (2,) + shape + (3,)).astype(np.uint8)
+    decoded = codec.decompress(codec.compress(images)["strings"])["images"].numpy()
+    x = tf.cast(images, tf.float32) / 255.
+    y = tf.cast(codec.analysis_transform(_replicate_pad(x, DOWNSAMPLING)), tf.float32)
+    z_hat = codec.entropy_model.quantize(tf.cast(codec.hyper_analysis(y), tf.float32))
+    _, means = codec._side_parameters(z_hat)
+    assert means is not None and float(tf.reduce_max(tf.abs(means))) > 0
+    np.testing.assert_array_equal(means.numpy() * 256, np.round(means.numpy() * 256))
+    x_hat = tf.cast(codec.synthesis_transform(tf.round(y - means) + means), tf.float32)
+    expected = tf.saturate_cast(tf.round(x_hat[:, :shape[0], :shape[1]] * 255.), tf.uint8)
+    np.testing.assert_array_equal(decoded, expected.numpy())

@@ -1,5 +1,5 @@
-"""End to end: the images-quick and hyperprior-quick pipelines (Ballé 2017 codec and the scale
-hyperprior, tiny) on a real LocalDagRunner run."""
+"""End to end: the images-quick, hyperprior-quick and mean-scale-quick pipelines (Ballé 2017
+codec, the scale and the mean-scale hyperprior, tiny) on a real LocalDagRunner run."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from codec.saved_codec import SavedCodec
-from pipelines.configs import HYPERPRIOR_QUICK, IMAGES_QUICK
+from pipelines.configs import HYPERPRIOR_QUICK, IMAGES_QUICK, MEAN_SCALE_QUICK
 from quality_floors import flat_colour, psnr_db
 from pipelines.runner import format_summary, run_local
 
@@ -31,8 +31,9 @@ def _most_textured_crop(path: Path, height: int = 80, width: int = 96) -> np.nda
 @pytest.mark.timeout(900)
 @pytest.mark.slow
 @pytest.mark.parametrize("quick,serving", [(IMAGES_QUICK, "bls2017_l0p01"),
-                                           (HYPERPRIOR_QUICK, "bmshj2018_l0p01")],
-                         ids=["bls2017", "hyperprior"])
+                                           (HYPERPRIOR_QUICK, "bmshj2018_l0p01"),
+                                           (MEAN_SCALE_QUICK, "mbt2018_l0p01")],
+                         ids=["bls2017", "hyperprior", "mean-scale"])
 def test_images_quick_pipeline_trains_gates_and_pushes(tmp_path, quick, serving):
     folder = tmp_path / "data" / "photos"
     folder.mkdir(parents=True)

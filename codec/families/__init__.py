@@ -5,11 +5,11 @@ Adding a family: one module under `codec/families/` declaring `FAMILY = CodecFam
 (see `base.py`; `mnist.py` is the shortest example) plus one line below."""
 from __future__ import annotations
 
-from codec.families import bls2017, bmshj2018, mnist
+from codec.families import bls2017, bmshj2018, mbt2018, mnist
 from codec.families.base import CodecFamily, GateSpec
 
 FAMILIES: dict[str, CodecFamily] = {f.name: f for f in (mnist.FAMILY, bls2017.FAMILY,
-                                                        bmshj2018.FAMILY)}
+                                                        bmshj2018.FAMILY, mbt2018.FAMILY)}
 
 
 def get_family(name: str) -> CodecFamily:

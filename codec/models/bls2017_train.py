@@ -22,12 +22,15 @@ from codec.eval import image_eval
 from codec.models.bls2017 import (DISTORTIONS, MS_SSIM_MIN_PATCH, BLS2017Trainer, ImageCodec,
                                    TransformOptions)
 from codec.models.bmshj2018 import HyperpriorCodec, HyperpriorTrainer
+from codec.models.mbt2018 import MeanScaleCodec, MeanScaleTrainer
 
 # Entropy-model architecture of an image codec → (trainer class, export module class). Both
 # trainers share one interface (call, optimize, prior_parameters), so everything below trains,
 # probes and exports either.
 ARCHITECTURES = {"factorized": (BLS2017Trainer, ImageCodec),
-                 "hyperprior": (HyperpriorTrainer, HyperpriorCodec)}
+                 "hyperprior": (HyperpriorTrainer, HyperpriorCodec),
+                 "mean-scale": (MeanScaleTrainer, MeanScaleCodec)}
+HYPERPRIORS = ("hyperprior", "mean-scale")      # z is /64: crops must be multiples of 64
 from codec.data.crops import CROP_SAMPLINGS, CropSampler, load_image_folders
 from codec.schedule import SCHEDULES, learning_rate
 from codec.train_loop import METRICS, atomic_write_text, is_chief, read_log, train_steps
@@ -93,8 +96,9 @@ class ImageTrainConfig:
     verbose: int = 2
     # Folder(s) of training images (required): one path, or several joined by ",".
     train_dir: str = ""
-    # "factorized" (Ballé 2017, codec/models/bls2017.py) or "hyperprior" (Ballé 2018's scale
-    # hyperprior on the same transforms, codec/models/bmshj2018.py; `hyper_filters` 0 = filters).
+    # "factorized" (Ballé 2017, codec/models/bls2017.py), "hyperprior" (Ballé 2018's scale
+    # hyperprior on the same transforms, codec/models/bmshj2018.py) or "mean-scale" (Minnen
+    # 2018 without context, codec/models/mbt2018.py); `hyper_filters` 0 = filters.
     architecture: str = "factorized"
     hyper_filters: int = 0
     # Warm start: output dir of another trained model (any λ, same filters/channels) whose
@@ -110,7 +114,7 @@ class ImageTrainConfig:
             raise ValueError("channels must be 1 (grey) or 3 (RGB)")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}")
-        if self.architecture == "hyperprior" and self.patch_size % 64:
+        if self.architecture in HYPERPRIORS and self.patch_size % 64:
             raise ValueError("the hyperprior needs patch_size a multiple of 64 (z is /64)")
         if self.distortion not in DISTORTIONS:
             raise ValueError(f"distortion must be one of {DISTORTIONS}")
@@ -208,14 +212,14 @@ def build_image_trainer(config: ImageTrainConfig,
     try:
         trainer_class = ARCHITECTURES[config.architecture][0]
         extra = {"hyper_filters": config.hyper_filters} \
-            if config.architecture == "hyperprior" else {}
+            if config.architecture in HYPERPRIORS else {}
         trainer = trainer_class(config.lmbda, config.filters, config.channels,
                                 options=dataclasses.replace(config.transform_options,
                                                             weights_dtype=weights_dtype),
                                 prior_init_scale=config.prior_init_scale,
                                 legacy_prior_numerics=config.legacy_prior_numerics,
                                 distortion=config.distortion, **extra)
-        size = 64 if config.architecture == "hyperprior" else 16
+        size = 64 if config.architecture in HYPERPRIORS else 16
         if config.distortion == "ms-ssim":    # the loss needs five MS-SSIM scales
             size = -(-MS_SSIM_MIN_PATCH // size) * size
         trainer(tf.zeros((1, size, size, config.channels), tf.uint8))   # create variables

@@ -78,11 +78,29 @@ def table_index(index: tf.Tensor) -> tf.Tensor:
                                              SCALE_LEVELS - 1.)), tf.int32)
 
 
+def _hyper_input(y: tf.Tensor, means: bool) -> tf.Tensor:
+    """What h_a sees: |y| for the scale hyperprior (scales need no sign), y itself when h_s
+    also predicts means (Minnen et al. 2018)."""
+    return y if means else tf.abs(y)
+
+
+def _split_side(values: tf.Tensor, means: bool) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """h_s output → (continuous scale index, mean or None): the first N channels index, the
+    next N (mean-scale models) are the means."""
+    if not means:
+        return values, None
+    index, mean = tf.split(values, 2, axis=-1)
+    return index, mean
+
+
 class HyperpriorTrainer(RateDistortionTrainer):
     """Trains g_a, g_s, h_a, h_s and the z prior on `bpp + λ·MSE` (or `λ·(1 − MS-SSIM)`,
     `distortion="ms-ssim"`); same interface as
     `BLS2017Trainer` (call → loss/bpp/mse/psnr, `optimize`, a `prior_optimizer` for the z
-    prior's parameters), so `codec.models.bls2017_train` trains either."""
+    prior's parameters), so `codec.models.bls2017_train` trains either. Subclasses with
+    `MEANS = True` (codec/models/mbt2018.py) predict a mean per element too."""
+
+    MEANS = False
 
     def __init__(self, lmbda: float = .01, filters: int = DEFAULT_FILTERS, channels: int = 3,
                  options: TransformOptions = TransformOptions(), prior_init_scale: float = 10.,
@@ -96,7 +114,8 @@ class HyperpriorTrainer(RateDistortionTrainer):
         self.analysis_transform = make_analysis_transform(filters, options)
         self.synthesis_transform = make_synthesis_transform(filters, channels, options)
         self.hyper_analysis = make_hyper_analysis(self.hyper_filters, options)
-        self.hyper_synthesis = make_hyper_synthesis(self.hyper_filters, filters, options)
+        self.hyper_synthesis = make_hyper_synthesis(
+            self.hyper_filters, filters * (2 if self.MEANS else 1), options)
         self.prior_parameters = DeepFactorizedParameters(
             self.hyper_filters, init_scale=prior_init_scale,
             legacy_numerics=legacy_prior_numerics, name="prior")
@@ -108,16 +127,17 @@ class HyperpriorTrainer(RateDistortionTrainer):
         """As `BLS2017Trainer.call`; `noise_seed` seeds the noise of y and (folded) of z."""
         x = tf.cast(images, tf.float32)
         y = tf.cast(self.analysis_transform(x / 255.), tf.float32)
-        z = tf.cast(self.hyper_analysis(tf.abs(y)), tf.float32)
+        z = tf.cast(self.hyper_analysis(_hyper_input(y, self.MEANS)), tf.float32)
         y_noise = z_noise = None
         if training and noise_seed is not None:
             y_noise = _replica_rows(_global_noise(y, noise_seed))
             z_noise = _replica_rows(_global_noise(z, noise_seed + [0, 1]))
         z_tilde, z_bits = self.entropy_model(z, training=training, noise=z_noise)
-        index = tf.cast(self.hyper_synthesis(z_tilde), tf.float32)
+        index, mean = _split_side(tf.cast(self.hyper_synthesis(z_tilde), tf.float32),
+                                  self.MEANS)
         y_tilde = (self.conditional.noisy(y, y_noise) if training
-                   else self.conditional.quantize(y))
-        y_bits = tf.reduce_sum(self.conditional.bits(y_tilde, scale_of_index(index)),
+                   else self.conditional.quantize(y, mean))
+        y_bits = tf.reduce_sum(self.conditional.bits(y_tilde, scale_of_index(index), mean),
                                axis=(1, 2, 3))
         x_tilde = tf.cast(self.synthesis_transform(y_tilde), tf.float32) * 255.
         return self.rate_distortion(x, x_tilde, y_bits + z_bits)
@@ -150,11 +170,16 @@ def _split_hyper_string(payload: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Te
 
 
 class HyperpriorCodec(ImageCodecSignatures):
-    """Exported module with the same signatures as `codec.models.bls2017.ImageCodec`."""
+    """Exported module with the same signatures as `codec.models.bls2017.ImageCodec`. With
+    `MEANS` (mean-scale subclasses) the integer h_s gives each element's mean as well, on
+    the fixed-point grid, so the decoder adds back exactly the encoder's means."""
+
+    MEANS = False
+    MODULE_NAME = "bmshj2018_codec"
 
     def __init__(self, trainer: HyperpriorTrainer, *, tail_mass: float = 2 ** -8,
                  precision: int = 12, coder: str = DEFAULT_CODER, integer_indexes: bool = True):
-        super().__init__(name="bmshj2018_codec")
+        super().__init__(name=self.MODULE_NAME)
         self.analysis_transform = trainer.analysis_transform
         self.synthesis_transform = trainer.synthesis_transform
         self.hyper_analysis = trainer.hyper_analysis
@@ -176,36 +201,42 @@ class HyperpriorCodec(ImageCodecSignatures):
         strings_spec = tf.TensorSpec((None,), tf.string, name="strings")
         # Not a serving signature: the table indexes a decoder derives from strings (tests
         # compare them across processes and machines).
-        self.decoder_indexes = tf.function(lambda strings: self._side(strings)[0],
+        self.decoder_indexes = tf.function(lambda strings: self._side(strings)[0][0],
                                            input_signature=[strings_spec])
 
-    def _indexes(self, z_hat):
+    def _side_parameters(self, z_hat) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """ẑ → (int32 table indexes, float32 means or None)."""
         if not self.integer_indexes:     # the float h_s: only to measure what integers cost
-            return table_index(self.hyper_synthesis(z_hat))
-        index = self.integer_hyper_synthesis(z_hat)               # exact, float64
-        return tf.cast(tf.clip_by_value(tf.floor(index + .5), 0., SCALE_LEVELS - 1.), tf.int32)
+            index, mean = _split_side(tf.cast(self.hyper_synthesis(z_hat), tf.float32),
+                                      self.MEANS)
+            return table_index(index), mean
+        # Exact, float64 on the 2^-8 grid (|value| ≤ 1024: exact in float32 too).
+        index, mean = _split_side(self.integer_hyper_synthesis(z_hat), self.MEANS)
+        indexes = tf.cast(tf.clip_by_value(tf.floor(index + .5), 0., SCALE_LEVELS - 1.),
+                          tf.int32)
+        return indexes, None if mean is None else tf.cast(mean, tf.float32)
 
     def _compress(self, images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = self._pixels_in_unit_range(images)
         y = tf.cast(self.analysis_transform(_replicate_pad(x, DOWNSAMPLING)), tf.float32)
-        z = tf.cast(self.hyper_analysis(tf.abs(y)), tf.float32)
+        z = tf.cast(self.hyper_analysis(_hyper_input(y, self.MEANS)), tf.float32)
         z_hat = self.entropy_model.quantize(z)
-        indexes = self._indexes(z_hat)
+        indexes, means = self._side_parameters(z_hat)
         _, z_bits = self.entropy_model(z, training=False)
         y_bits = tf.reduce_sum(self.conditional.bits(
-            self.conditional.quantize(y), tf.gather(self.conditional.scales, indexes)),
-            axis=(1, 2, 3))
+            self.conditional.quantize(y, means), tf.gather(self.conditional.scales, indexes),
+            means), axis=(1, 2, 3))
         strings = _join_hyper_string(self.entropy_model.compress(z),
-                                     self.conditional.compress(y, indexes))
+                                     self.conditional.compress(y, indexes, means))
         pixels = tf.cast(height * width, tf.float32)
         return {"strings": add_image_shape(strings, height, width),
                 "bits_per_pixel": (z_bits + y_bits) / pixels,
                 "model_fingerprint": self.entropy_model.fingerprint_strings(tf.shape(images)[0])}
 
     def _side(self, strings):
-        """The side information of `strings`: (table indexes, y strings, ok so far, h, w,
-        same size)."""
+        """The side information of `strings`: ((table indexes, means or None), y strings,
+        ok so far, h, w, same size)."""
         payload, height, width, shape_ok = split_image_shape(strings)
         z_strings, y_strings, split_ok = _split_hyper_string(payload)
         h, w = tf.concat([height, [1]], 0)[0], tf.concat([width, [1]], 0)[0]
@@ -217,11 +248,11 @@ class HyperpriorCodec(ImageCodecSignatures):
         z_grid = tf.where(tf.reduce_all(long_enough), tf.stack(z_grid), [1, 1])
         z_hat, z_ok = self.entropy_model.decompress(z_strings, z_grid)
         ok = shape_ok & split_ok & long_enough & z_ok
-        return self._indexes(z_hat), y_strings, ok, h, w, same
+        return self._side_parameters(z_hat), y_strings, ok, h, w, same
 
     def _decode(self, strings):
-        indexes, y_strings, ok, h, w, same = self._side(strings)
-        y_hat, y_ok = self.conditional.decompress(y_strings, indexes)
+        (indexes, means), y_strings, ok, h, w, same = self._side(strings)
+        y_hat, y_ok = self.conditional.decompress(y_strings, indexes, means)
         x_hat = tf.cast(self.synthesis_transform(y_hat), tf.float32)[:, :h, :w, :]
         images = tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
         return images, ok & y_ok, same
