@@ -20,6 +20,10 @@ replaced them in new exports (schemas/bitstream.md):
   wrote for a 256×256 and a 512×768 crop of Kodak 23, and their symbols; the tables are the
   zoo model's own.
 
+The zoo model that wrote the image and lane goldens (`bls2017-q1` of 2026-11) is kept in
+`models/bls2017-q1-2026-11/` since the zoo moved on to a new ladder (2026-12-02): the same
+files as in the zoo's history, so the repository stores them once.
+
 tests/test_golden.py decodes them with today's code. A format change must keep them decoding
 (or replace them here, saying why in the README). Run: `.venv/bin/python tests/golden/make_golden.py
 [--family bls2017|mnist]` (each family writes only its own files).
