@@ -14,16 +14,21 @@ from codec.models.bmshj2018 import (DOWNSAMPLING, HyperpriorCodec, HyperpriorTra
                                     _split_hyper_string, table_index)
 
 
-@pytest.fixture(scope="module")
-def tiny_codec():
+def _briefly_trained(trainer_class):
+    """A tiny trainer of `trainer_class` after one epoch on 4 random 64² patches."""
     keras.utils.set_random_seed(0)
-    trainer = HyperpriorTrainer(lmbda=.01, filters=8, hyper_filters=8)
+    trainer = trainer_class(lmbda=.01, filters=8, hyper_filters=8)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     patches = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
     history = trainer.fit(tf.data.Dataset.from_tensor_slices(patches).batch(2), epochs=1,
                           verbose=0)
     assert np.isfinite(history.history["loss"]).all()
-    return HyperpriorCodec(trainer)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def tiny_codec():
+    return HyperpriorCodec(_briefly_trained(HyperpriorTrainer))
 
 
 def reference_decode(codec: HyperpriorCodec, images: np.ndarray) -> np.ndarray:
@@ -217,13 +222,7 @@ def test_integer_stack_outputs_grid_values_within_its_bounds():
 @pytest.fixture(scope="module")
 def tiny_mean_scale():
     from codec.models.mbt2018 import MeanScaleCodec, MeanScaleTrainer
-    keras.utils.set_random_seed(0)
-    trainer = MeanScaleTrainer(lmbda=.01, filters=8, hyper_filters=8)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
-    patches = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
-    history = trainer.fit(tf.data.Dataset.from_tensor_slices(patches).batch(2), epochs=1,
-                          verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
+    trainer = _briefly_trained(MeanScaleTrainer)
     assert trainer.hyper_synthesis.layers[-1].filters == 16        # index and mean per y
     return MeanScaleCodec(trainer)
 
