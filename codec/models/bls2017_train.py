@@ -242,10 +242,14 @@ def build_image_trainer(config: ImageTrainConfig,
 
 def warm_start(trainer: BLS2017Trainer, init_from: str | Path, output_dir: Path) -> bool:
     """Loads the weights (not the optimizer state) of the newest checkpoint under
-    `init_from/checkpoints` into `trainer`, unless `output_dir` already has checkpoints (then
+    `init_from/checkpoints` into `trainer` — or, when `init_from` is an exported codec's
+    SavedModel (e.g. `zoo/bls2017-q3/saved_model`), its g_a and g_s only — unless `output_dir` already has checkpoints (then
     training resumes from those). Returns whether weights were loaded."""
     if tf.train.latest_checkpoint(str(output_dir / "checkpoints")):
         return False
+    if (Path(init_from) / "saved_model.pb").is_file():    # an exported codec: its transforms
+        warm_start_transforms(trainer, init_from)
+        return True
     source = tf.train.latest_checkpoint(str(Path(init_from) / "checkpoints"))
     if source is None:
         raise FileNotFoundError(f"--init-from {init_from}: no checkpoints under "
@@ -300,8 +304,16 @@ def reexport_saved_image_codec(saved_model_dir: str | Path, out_dir: str | Path,
     """Exports an exported Ballé 2017 codec again with today's export code, from the weights
     inside its SavedModel (`saved_model_dir/variables`): for models whose training directory
     is gone, e.g. the zoo's. Tables, hence the symbols, are unchanged; the strings take today's
-    format. Tries TFC's transform recipe, then rdpipe's legacy one, by which one the variables
-    fit."""
+    format."""
+    trainer, config, stored = load_saved_factorized_trainer(saved_model_dir, filters)
+    return export_image_codec(trainer, out_dir, config, weights_dtype=stored)
+
+
+def load_saved_factorized_trainer(saved_model_dir: str | Path, filters: int = 128
+                                  ) -> tuple[BLS2017Trainer, ImageTrainConfig, str]:
+    """A Ballé 2017 trainer holding the weights inside an exported codec's SavedModel, with
+    its config and weight storage ("float32"/"float16"). Tries TFC's transform recipe, then
+    rdpipe's legacy one, by which one the variables fit."""
     variables = str(Path(saved_model_dir) / "variables" / "variables")
     errors = []
     for options in (TransformOptions(), TransformOptions.legacy()):
@@ -317,8 +329,23 @@ def reexport_saved_image_codec(saved_model_dir: str | Path, out_dir: str | Path,
             except (AssertionError, ValueError, TypeError, tf.errors.OpError) as error:
                 errors.append(f"{options.parameterization}/{stored}: {str(error)[:200]}")
                 continue
-            return export_image_codec(trainer, out_dir, config, weights_dtype=stored)
+            return trainer, config, stored
     raise ValueError(f"{saved_model_dir}: weights fit neither transform recipe: {errors}")
+
+
+def warm_start_transforms(trainer: BLS2017Trainer, saved_model_dir: str | Path) -> None:
+    """Copies g_a and g_s (nothing else) of an exported Ballé 2017 codec into `trainer`, of
+    any architecture with the same transforms (e.g. a hyperprior model starting from a zoo
+    model: its h_a, h_s and priors start fresh). float16-stored weights become float32."""
+    source, _, _ = load_saved_factorized_trainer(saved_model_dir, trainer.filters)
+    for name in ("analysis_transform", "synthesis_transform"):
+        mine, theirs = getattr(trainer, name).weights, getattr(source, name).weights
+        if [tuple(v.shape) for v in mine] != [tuple(v.shape) for v in theirs]:
+            raise ValueError(f"--init-from {saved_model_dir}: its {name} does not match this "
+                             "model's (filters or transforms differ)")
+        for variable, value in zip(mine, theirs):
+            variable.assign(tf.cast(value, variable.dtype))
+    print(f"warm start of g_a and g_s from {saved_model_dir}", flush=True)
 
 
 def round_trip(codec: ImageCodec, images: list[np.ndarray]) -> tuple[list[bytes], list]:
