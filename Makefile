@@ -52,11 +52,15 @@ bench-%: install
 train-zoo: install
 	$(BIN)/rdpipe train-zoo $(TRAIN_ARGS)
 
-# Replaces the committed model zoo (zoo/) with the models of the last `make bench-kodak` and cards
-# from its kodak.json. Deliberate: commit a new zoo only when the models improve (git history).
+# Replaces the zoo's models of one family (zoo/) with the models of the last `make bench-kodak`
+# of that ladder and cards from its report; other families stay. Deliberate: commit a new zoo
+# only when the models improve (git history). E.g. the mean-scale ladder:
+#   make zoo ZOO_LADDER=mbt2018-mean ZOO_REPORT=benchmarks/results/kodak_mbt2018.json
+ZOO_LADDER ?= bls2017
+ZOO_REPORT ?= benchmarks/results/kodak.json
 zoo: install
-	$(BIN)/rdpipe zoo build --models-dir $${RDPIPE_CACHE:-$$HOME/.cache/rdpipe}/ladders/bls2017 \
-	    --report benchmarks/results/kodak.json
+	$(BIN)/rdpipe zoo build --models-dir $${RDPIPE_CACHE:-$$HOME/.cache/rdpipe}/ladders/$(ZOO_LADDER) \
+	    --report $(ZOO_REPORT)
 
 # Hours on 2 cores. The reference side runs TensorFlow Compression 2.14.1 on TF 2.14.1 in its own
 # virtualenv (.venv-peer): a comparison only, never a dependency of rdpipe nor of `make test`.

@@ -97,6 +97,13 @@ def main(argv=None) -> int:
                         help="evaluate the finished rungs of the ladder as they are")
     parser.add_argument("--limit", type=int, default=None, help="first N Kodak images")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "kodak.json"))
+    parser.add_argument("--baselines-from", metavar="JSON",
+                        help="reuse the classical codecs' points of an earlier kodak.json on the "
+                             "same images (Pillow's codecs are deterministic; their timings are "
+                             "that run's) instead of re-running them")
+    parser.add_argument("--compare-with", action="append", default=[], metavar="NAME=JSON",
+                        help="also BD-rate against the rdpipe points of an earlier kodak.json "
+                             "(e.g. zoo=benchmarks/results/kodak.json)")
     args = parser.parse_args(argv)
     if args.threads:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -114,12 +121,14 @@ def main(argv=None) -> int:
     ours = [{**image_eval.evaluate_model(str(d), images, progress=log)._asdict(),
              "parameter": d.name} for d in model_dirs]
     float16 = float16_weights_cost(model_dirs, ours, images, log)
-    baselines = {name: [p._asdict() for p in image_eval.evaluate(name, images, progress=log)]
-                 for name in BASELINES}
+    baselines = earlier_baselines(args.baselines_from, len(images)) if args.baselines_from \
+        else {name: [p._asdict() for p in image_eval.evaluate(name, images, progress=log)]
+              for name in BASELINES}
     reference = rd_report.load_published_curves(REFERENCE)
     fronts = {name: [p._asdict() for p in image_eval.pareto_front(
         [image_eval.Point(**q) for q in points])] for name, points in baselines.items()}
-    bd_psnr, bd_ssim, overlap = rd_report.bd_rate_table(ours, {**fronts, **reference})
+    earlier = dict(earlier_runs(args.compare_with))
+    bd_psnr, bd_ssim, overlap = rd_report.bd_rate_table(ours, {**fronts, **reference, **earlier})
     curve = anchor_learning_curve(args, images, log)
     result = {
         "bd_rate_psnr": bd_psnr, "bd_rate_ms_ssim": bd_ssim,
@@ -141,6 +150,8 @@ def main(argv=None) -> int:
         "training": training_summaries(model_dirs),
         "reference": "benchmarks/reference/kodak_published.json (sources cited there)",
         "images": len(images), "command": "make bench-kodak",
+        "family": ladder_name(Path(args.ladder)),
+        "baselines_from": args.baselines_from, "compared_with": args.compare_with,
         "ladder": str(args.ladder),
         "arguments": {k: v for k, v in vars(args).items() if k not in ("output", "ladder")},
     }
@@ -149,13 +160,41 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = rd_report.markdown_report(bd_psnr, bd_ssim, ours, overlap)
     out.with_suffix(".md").write_text(table)
-    figures.image_rd_plot({"rdpipe (bls2017)": ours, **fronts}, out.with_suffix(".png"),
+    figures.image_rd_plot({f"rdpipe ({ladder_name(Path(args.ladder))})": ours,
+                           **{f"rdpipe {name}": points for name, points in earlier.items()},
+                           **fronts}, out.with_suffix(".png"),
                           reference, title=f"Kodak ({len(images)} images)")
     if curve:
         learning_curve_plot(curve, out.with_name(out.stem + "_learning_curve.png"))
     print(table)
     print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
+
+
+def ladder_name(root: Path) -> str:
+    """The ladder's name (its ladder.json; else the directory's name)."""
+    status = root / "ladder.json"
+    return json.loads(status.read_text())["name"] if status.exists() else root.name
+
+
+def earlier_baselines(path: str, images: int) -> dict:
+    """The classical codecs' points of an earlier run, which must have coded as many images."""
+    earlier = json.loads(Path(path).read_text())
+    if earlier.get("images") != images:
+        raise SystemExit(f"--baselines-from {path}: it coded {earlier.get('images')} images, "
+                         f"this run {images}")
+    return {name: earlier["baselines"][name] for name in BASELINES}
+
+
+def earlier_runs(specs: list[str]) -> list[tuple[str, list[dict]]]:
+    """`NAME=JSON` → (NAME, that run's rdpipe points)."""
+    out = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--compare-with wants NAME=JSON, got {spec!r}")
+        out.append((name, json.loads(Path(path).read_text())["rdpipe"]))
+    return out
 
 
 FLOAT16_MAX_PSNR_DROP_DB = 0.01    # what half-precision storage may cost (issue 18)

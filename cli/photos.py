@@ -307,6 +307,15 @@ def family_names(family: str) -> list[str]:
     return names
 
 
+def zoo_family() -> str:
+    """The zoo's family (the default of `--family`)."""
+    from codec import zoo  # pylint: disable=import-outside-toplevel
+    try:
+        return zoo.default_family()
+    except zoo.ZooError as error:
+        raise CliError(str(error)) from None
+
+
 def quality_model(family: str, quality: int) -> str:
     """`--quality K` → the zoo name `<family>-qK`, checked against the family's ladder."""
     names = family_names(family)
@@ -327,6 +336,7 @@ def cmd_compress(args) -> None:
     from codec.saved_codec import SavedCodec  # pylint: disable=import-outside-toplevel
     from codec.zoo import resolve_model  # pylint: disable=import-outside-toplevel
     check_target_bpp(args.target_bpp)
+    args.family = args.family or zoo_family()
     if args.target_bpp is not None:
         backend = ModelLadder(family_names(args.family),
                               lambda name: SavedCodec(resolve_model(name)))
@@ -385,8 +395,8 @@ def add_photo_parsers(sub) -> None:
                        help="zoo name (bls2017-q1 …, see `rdpipe zoo list`), zoo λ (0.01) or a "
                             "model dir")
     add_quality_options(which)
-    p.add_argument("--family", default="bls2017",
-                   help="model family of --quality / --target-bpp (default bls2017)")
+    p.add_argument("--family", default=None,
+                   help="model family of --quality / --target-bpp (default: the zoo's)")
     add_compress_options(p)
     p.set_defaults(func=cmd_compress)
 

@@ -135,11 +135,13 @@ def _served_ladder(args):
 
 def _run_client(args) -> None:
     from PIL import Image
-    from cli.photos import check_target_bpp, quality_model
+    from cli.photos import check_target_bpp, quality_model, zoo_family
 
     choosing = getattr(args, "quality", None) or getattr(args, "target_bpp", None) is not None
     if choosing and args.model:
         raise CliError("give one of --model, --quality, --target-bpp")
+    if choosing:
+        args.family = args.family or zoo_family()
     if getattr(args, "quality", None):
         args.model = quality_model(args.family, args.quality)
     args.model = args.model or DEFAULT_CLIENT_MODEL
@@ -256,9 +258,9 @@ def add_serving_parsers(sub) -> None:
             add_compress_options(q)
             quality = q.add_mutually_exclusive_group()
             add_quality_options(quality)
-            q.add_argument("--family", default="bls2017",
+            q.add_argument("--family", default=None,
                            help="--quality K asks for model <family>-qK; --target-bpp chooses "
-                                "among the family's zoo names (default bls2017)")
+                                "among the family's zoo names (default: the zoo's family)")
             q.add_argument("--ladder", metavar="NAME,NAME,…",
                            help="--target-bpp: served model names, lowest quality first "
                                 "(default: the zoo's names of --family)")

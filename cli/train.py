@@ -143,6 +143,7 @@ def cmd_train_zoo(args) -> None:
     ladder = dc.replace(defaults, base=base, **{k: v for k, v in {
         "name": name, "anchor_steps": args.anchor_steps,
         "finetune_steps": args.finetune_steps,
+        "finetune_warmup_steps": args.finetune_warmup_steps,
         "anchor_lmbda": args.anchor_lambda or (COMPRESSAI_MS_SSIM_LAMBDAS[3] if ms_ssim else None),
         "anchor_init_from": anchor_init_from,
         "lambdas": tuple(args.lambdas) if args.lambdas else (
@@ -182,6 +183,8 @@ def add_train_zoo_parser(sub) -> None:
                    "(default: from scratch; with --distortion ms-ssim, the MSE ladder's anchor "
                    "when it is trained)")
     p.add_argument("--finetune-steps", type=int, help="steps per λ (default 30,000)")
+    p.add_argument("--finetune-warmup-steps", type=int,
+                   help="learning-rate warm-up of each λ's fine-tune (default 500)")
     p.add_argument("--probe-every", type=int, help="steps between learning-curve probes "
                                                    "(default 5,000)")
     p.add_argument("--probe-images", type=int, help="Kodak images per probe (default 4; 0: "

@@ -45,7 +45,8 @@ class CodecBackend(Protocol):
 def _header(backend: CodecBackend, height: int, width: int, tile: int,
             overlap: int = 0) -> Header:
     return Header(backend.name, backend.lmbda, backend.fingerprint or UNKNOWN_FINGERPRINT,
-                  height, width, backend.channels, tile, overlap)
+                  height, width, backend.channels, tile, overlap,
+                  string_format=getattr(backend, "string_format", 0))
 
 
 def encode_image(backend: CodecBackend, image: np.ndarray, tile: int = DEFAULT_TILE,
@@ -161,6 +162,12 @@ def check_model(header: Header, backend: CodecBackend) -> None:
             f"written by model {header.model_label}, but the model decoding it is "
             f"{describe_model(backend.name, backend.lmbda, mine)}: decode it with "
             f"--model {header.model}")
+    theirs, ours = header.string_format, getattr(backend, "string_format", 0)
+    if theirs and ours and theirs != ours:
+        from codec.entropy.coders import MODEL_FORMAT_IDS  # pylint: disable=import-outside-toplevel
+        raise ContainerError(
+            f"strings of coder format {theirs} ({MODEL_FORMAT_IDS.get(theirs, 'unknown')}), but "
+            f"model {backend.name} writes format {ours} ({MODEL_FORMAT_IDS.get(ours, 'unknown')})")
     if header.channels != backend.channels:
         raise ContainerError(f"a {header.channels}-channel image, but model {backend.name} "
                              f"codes {backend.channels} channels")

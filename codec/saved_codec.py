@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from codec.entropy.coders import FORMAT_IDS, coder_of_string, get_coder
+from codec.entropy.coders import (FORMAT_IDS, available_coders, coder_of_string, get_coder,
+                                  is_headerless)
 from codec.entropy.entropy_models import DecodeError, check_decoded, table_fingerprint
 
 __all__ = ["SavedCodec", "DecodeError", "InputError", "model_lambda", "model_name",
@@ -138,7 +139,10 @@ class SavedCodec:
 
     @property
     def coder(self) -> str | None:
-        """Name of the model's entropy coder, read from the format byte of a probe string."""
+        """Name of the model's entropy coder: recorded in the model (`string_format`, exports
+        since headerless strings), else read from the format byte of probe strings."""
+        if self._coder is None and hasattr(self._module, "string_format"):
+            self._coder = self._module.string_format()["coder"].numpy().decode()
         if self._coder is None:
             # Three different images: every v1 string carries the same format byte, while the
             # first bytes of v0 strings (TFC payload only, exported before the format byte)
@@ -151,6 +155,16 @@ class SavedCodec:
             name = names.pop() if len(names) == 1 else LEGACY_CODER
             self._coder = name if name in FORMAT_IDS.values() else LEGACY_CODER
         return self._coder
+
+    @property
+    def string_format(self) -> int:
+        """The coder format id the `.bin` header records (0: unknown, e.g. a v0 model)."""
+        return get_coder(self.coder).format_id if self.coder in available_coders() else 0
+
+    @property
+    def headerless(self) -> bool:
+        """Whether this model's strings are pure payload (no format byte: `portable-range`)."""
+        return is_headerless(self.coder)
 
     def _as_batch(self, images) -> np.ndarray:
         images = np.asarray(images)
@@ -198,7 +212,7 @@ class SavedCodec:
         """
         images, ok = self.decompress_with_status(strings)
         if check:
-            empty = [i for i, s in enumerate(strings) if not s]
+            empty = [] if self.headerless else [i for i, s in enumerate(strings) if not s]
             if empty:
                 raise DecodeError(f"{len(empty)} empty strings (indices {empty[:10]}): an encoder "
                                   "output is never empty for real images")
@@ -210,7 +224,7 @@ class SavedCodec:
         """Clear error for strings written by another coder (format byte, schemas/bitstream.md)."""
         expected = self.coder
         if expected not in FORMAT_IDS.values():
-            return   # fixed-size images unknown, or a v0 model (strings without format byte)
+            return   # headerless strings, or a v0 model (strings without format byte)
         foreign = [(i, coder_of_string(s)) for i, s in enumerate(strings)
                    if coder_of_string(s) != expected]
         if foreign:
@@ -230,7 +244,8 @@ class SavedCodec:
         if self.fixed_size is None:
             raise InputError("sampling needs a fixed-size model (e.g. MNIST 28×28); this one "
                              "codes any image size")
-        format_id = get_coder(self.coder).format_id if self.coder in FORMAT_IDS.values() else None
+        format_id = (get_coder(self.coder).format_id
+                     if self.coder in FORMAT_IDS.values() and not self.headerless else None)
         strings = []
         for _ in range(count):
             data = bytearray(rng.bytes(payload_bytes + 1))
@@ -256,7 +271,9 @@ class SavedCodec:
         if short.any():
             return self._decompress_skipping(strings, short)
         out = self._decompress(strings=tf.constant(strings, dtype=tf.string, shape=[len(strings)]))
-        ok = out["sanity_ok"].numpy() & np.array([len(s) > 0 for s in strings], dtype=bool)
+        # A headerless string may be empty (every symbol the most probable one).
+        ok = out["sanity_ok"].numpy() & np.array([len(s) > 0 or self.headerless
+                                                  for s in strings], dtype=bool)
         return out["images"].numpy(), ok
 
     def too_short_for_their_size(self, strings: list[bytes]) -> np.ndarray:

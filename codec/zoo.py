@@ -24,8 +24,9 @@ __all__ = ["ZOO_DIR", "ZooError", "cards", "resolve_model", "build_zoo", "servin
            "MAX_ZOO_BYTES"]
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
-FAMILY = "bls2017"
-MAX_ZOO_BYTES = 60 * 1000 * 1000      # what the repository may carry (issue 18; 40 MB before)
+FAMILY = "bls2017"       # the family of a report that does not name one
+MAX_ZOO_BYTES = 120 * 1000 * 1000     # what the repository may carry (issue 22; 60 MB before)
+ZOO_INDEX = "zoo.json"                # {"default_family": …}: the best-measured family
 
 
 class ZooError(ValueError):
@@ -36,6 +37,20 @@ def cards(zoo_dir: Path = ZOO_DIR) -> list[dict]:
     """Model cards (card.json) of the zoo, lowest λ first."""
     found = [json.loads(p.read_text()) for p in sorted(Path(zoo_dir).glob("*/card.json"))]
     return sorted(found, key=lambda card: card["lambda"])
+
+
+def families(zoo_dir: Path = ZOO_DIR) -> list[str]:
+    return sorted({card.get("family", FAMILY) for card in cards(zoo_dir)})
+
+
+def default_family(zoo_dir: Path = ZOO_DIR) -> str:
+    """The family `--quality` / `--target-bpp` use when none is named: the best-measured one,
+    recorded in `zoo/zoo.json` by `build_zoo`; the only family, or `bls2017`, without it."""
+    index = Path(zoo_dir) / ZOO_INDEX
+    if index.is_file():
+        return json.loads(index.read_text())["default_family"]
+    present = families(zoo_dir)
+    return present[0] if len(present) == 1 else FAMILY
 
 
 def resolve_model(spec: str, zoo_dir: Path = ZOO_DIR) -> Path:
@@ -52,8 +67,9 @@ def resolve_model(spec: str, zoo_dir: Path = ZOO_DIR) -> Path:
         lmbda = float(spec)
     except ValueError:
         lmbda = None
-    if lmbda is not None:
-        for card in available:
+    if lmbda is not None:   # the default family's model of that λ first
+        preferred = default_family(zoo_dir)
+        for card in sorted(available, key=lambda c: c.get("family", FAMILY) != preferred):
             if math.isclose(card["lambda"], lmbda, rel_tol=1e-4):
                 return Path(zoo_dir) / card["name"]
     names = ", ".join(f"{c['name']} (λ={c['lambda']:g})" for c in available) or "none"
@@ -89,7 +105,7 @@ def _directory_bytes(path: Path) -> int:
 def _card(name: str, point: dict, training: dict, report: dict, saved_model: Path,
           fingerprint: str, command: str) -> dict:
     return {
-        "name": name, "family": FAMILY, "lambda": training["lmbda"],
+        "name": name, "family": report.get("family") or FAMILY, "lambda": training["lmbda"],
         "loss": "bpp + λ·MSE (pixels in [0, 255])",
         "training": {key: training.get(key) for key in (
             "steps", "patch_size", "batch_size", "filters", "learning_rate",
@@ -166,8 +182,10 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
               command: str = "make bench-kodak && make zoo",
               progress=print, force: bool = False) -> list[dict]:
     """Re-exports the models of `make bench-kodak` (the ladder's rungs under `models_dir`) into the zoo
-    with cards from its report (kodak.json); replaces the zoo. Refuses a zoo above
-    `MAX_ZOO_BYTES`."""
+    with cards from its report (kodak.json): they replace the zoo's models of the report's
+    family (only if every new point beats that family's old curve, unless `force`); other
+    families stay. The family becomes the zoo's default (`zoo.json`) when every point beats
+    the current default family's curve too. Refuses a zoo above `MAX_ZOO_BYTES`."""
     from codec.models.bls2017_train import reexport_image_codec  # pylint: disable=import-outside-toplevel
     report = json.loads(Path(report_file).read_text())
     points = {p["parameter"]: p for p in report["rdpipe"]}
@@ -185,19 +203,31 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
                     key=lambda d: _model_lambda(d))
     if not models:
         raise ZooError(f"no evaluated models in {models_dir} named in {report_file}")
-    old_points = [(c["kodak"]["bpp"], c["kodak"]["psnr_db"]) for c in cards(Path(zoo_dir))]
-    worse = worse_points([(points[m.name]["bpp"], points[m.name]["psnr"]) for m in models],
-                         old_points)
+    family = report.get("family") or FAMILY
+    current = cards(Path(zoo_dir))
+
+    def curve(name):
+        return [(c["kodak"]["bpp"], c["kodak"]["psnr_db"]) for c in current
+                if c.get("family", FAMILY) == name]
+    new_points = [(points[m.name]["bpp"], points[m.name]["psnr"]) for m in models]
+    worse = worse_points(new_points, curve(family))
     if worse and not force:
-        raise ZooError("the zoo is replaced only when every new point beats its curve; not "
-                       "better on Kodak: " + ", ".join(f"{b:.3f} bpp / {q:.2f} dB"
-                                                       for b, q in worse)
-                       + " (--force replaces it anyway)")
+        raise ZooError(f"the zoo's {family} models are replaced only when every new point beats "
+                       "their curve; not better on Kodak: "
+                       + ", ".join(f"{b:.3f} bpp / {q:.2f} dB" for b, q in worse)
+                       + " (--force replaces them anyway)")
+    default = default_family(Path(zoo_dir)) if current else family
+    if default != family and not worse_points(new_points, curve(default)):
+        default = family
     staging = Path(zoo_dir).with_name(Path(zoo_dir).name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for card in current:            # the other families' models stay as they are
+        if card.get("family", FAMILY) != family:
+            shutil.copytree(Path(zoo_dir) / card["name"], staging / card["name"])
     built = []
     for quality, model in enumerate(models, start=1):
-        name = f"{FAMILY}-q{quality}"
+        name = f"{family}-q{quality}"
         progress(f"exporting {model} → {name}")
         saved_model = staging / name / "saved_model"
         codec = reexport_image_codec(model, saved_model, weights_dtype=weights_dtype)
@@ -218,7 +248,9 @@ def build_zoo(models_dir: Path, report_file: Path, zoo_dir: Path = ZOO_DIR,
     if total > MAX_ZOO_BYTES:
         raise ZooError(f"zoo would take {total / 1e6:.1f} MB, above the {MAX_ZOO_BYTES / 1e6:.0f} "
                        f"MB the repository carries (left in {staging})")
+    (staging / ZOO_INDEX).write_text(json.dumps({"default_family": default}, indent=1) + "\n")
     shutil.rmtree(zoo_dir, ignore_errors=True)
     staging.rename(zoo_dir)
-    progress(f"zoo: {len(built)} models, {total / 1e6:.1f} MB → {zoo_dir}")
+    progress(f"zoo: {len(built)} {family} models ({', '.join(families(Path(zoo_dir)))} in "
+             f"all, default {default}), {total / 1e6:.1f} MB → {zoo_dir}")
     return built

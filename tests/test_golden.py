@@ -151,6 +151,30 @@ def test_mnist_golden_container_names_its_model_and_holds_the_string():
         ("mnist_golden", 28, 28, 1, 0)
     assert data[4] == MANIFEST["mnist"]["container_version"] == 1
     assert list(header.segments) == [strings[0]]
+    assert header.string_format == 0        # version 1: the strings name their coder
+
+
+def test_mnist_headerless_range_strings_decode_and_rewrite_byte_for_byte():
+    """The `portable-range` strings (MNIST's coder since 2026-12; no format byte) of the golden
+    digits: today's decoder reads back their symbols, today's encoder writes the same bytes,
+    each is within a byte of the information under the golden tables, and the version-2
+    container records their coder (format 4)."""
+    import tensorflow as tf
+    from codec.entropy.coders import PortableRangeCoder
+    tables, v1_strings = _mnist_golden()
+    data = dict(np.load(GOLDEN / "mnist_range.npz"))
+    ends = np.cumsum(data["string_lengths"])
+    blob = data["string_bytes"].tobytes()
+    strings = [blob[end - n:end] for end, n in zip(ends, data["string_lengths"])]
+    cdf = tf.constant(tables["cdf"])
+    channels = MANIFEST["mnist"]["latent_channels"]
+    symbols, ok = PortableRangeCoder().decode(tf.constant(strings), 1, channels, cdf)
+    assert np.asarray(ok).all()
+    np.testing.assert_array_equal(np.reshape(symbols, tables["symbols"].shape), tables["symbols"])
+    assert list(PortableRangeCoder().encode(tf.constant(tables["symbols"]), cdf).numpy()) == strings
+    assert sum(map(len, strings)) < sum(map(len, v1_strings)) - len(strings)   # ≥ 1 byte less each
+    header = container.unpack((GOLDEN / "mnist_range_digit0.bin").read_bytes())
+    assert (header.string_format, list(header.segments)) == (4, [strings[0]])
 
 
 def test_format1_multilane_strings_still_decode():

@@ -97,37 +97,70 @@ def test_floors_reject_a_constant_decoder(test_digits):
     (lambda s: [x[: len(x) // 2] for x in s], "truncated"),
     (lambda s: [b""] * 3, "empty"),
 ])
-def test_bad_strings_are_reported_never_crash(tiny_model, test_digits, make_bad, why):
-    codec = SavedCodec(tiny_model)
+def test_framed_strings_bad_input_is_reported_never_crash(tiny_model_rans, test_digits,
+                                                          make_bad, why):
+    """The framed `portable` coder (MNIST exports before 2026-12): its format byte and
+    end-of-stream check catch foreign, garbage, truncated and empty strings."""
+    codec = SavedCodec(tiny_model_rans)
     strings, _ = codec.compress(test_digits[0][:64])
     bad = make_bad(strings)
     images, ok = codec.decompress_with_status(bad)  # never raises, never hangs
     assert images.shape == (len(bad), 28, 28, 1) and images.dtype == np.uint8
-    if why == "empty":
-        assert not ok.any()
-        with pytest.raises(DecodeError, match="empty"):
-            codec.decompress(bad)
-    elif why == "foreign":
-        assert not ok.any()
-        with pytest.raises(DecodeError, match="not written by this model's 'portable' coder"):
-            codec.decompress(bad)
-    elif not ok.all():
-        with pytest.raises(DecodeError, match="sanity check"):
-            codec.decompress(bad)
-    if why in ("garbage", "truncated"):
-        assert not ok.any()  # the portable coder's end-of-stream check catches all of them
+    assert not ok.any()
+    message = {"empty": "empty", "foreign": "not written by this model's 'portable' coder"}
+    with pytest.raises(DecodeError, match=message.get(why, "sanity check")):
+        codec.decompress(bad)
 
 
-def test_random_bytes_fuzz_the_saved_decoder(tiny_model):
+def test_headerless_strings_bad_input_never_crashes(tiny_model, test_digits):
+    """The `portable-range` strings (no framing): over-long garbage fails the canonical check
+    with a clear error; truncations, being valid codes of other digits, mostly decode — the
+    price of strings within a few bits of their information (bitstream.md); never a crash."""
     codec = SavedCodec(tiny_model)
+    assert codec.coder == "portable-range" and codec.headerless and codec.string_format == 4
+    strings, _ = codec.compress(test_digits[0][:64])
+    garbage = [b"\x2f\x13" * 9 + bytes([i]) for i in range(64)]
+    _, ok = codec.decompress_with_status(garbage)
+    assert not ok.any()
+    with pytest.raises(DecodeError, match="sanity check"):
+        codec.decompress(garbage)
+    for bad in ([x[: len(x) // 2] for x in strings], [b""] * 3, [b"\x4f" + x[1:] for x in strings]):
+        images, ok = codec.decompress_with_status(bad)
+        assert images.shape == (len(bad), 28, 28, 1)
+    # Every string the encoder wrote is canonical, and a changed one never decodes to the same
+    # digit's symbols under the same bytes.
+    assert codec.decompress_with_status(strings)[1].all()
+
+
+def test_headerless_strings_are_near_their_information(tiny_model, tiny_model_rans,
+                                                        test_digits):
+    """Issue 20: coded bits − information ≤ 6 bits per digit, and well below the framed rANS
+    strings of the same weights and tables."""
+    digits = test_digits[0][:1000]
+    strings, info = SavedCodec(tiny_model).compress(digits)
+    overhead = coded_bits(strings) - info
+    assert 0 <= overhead.mean() <= 6, overhead.mean()
+    framed, _ = SavedCodec(tiny_model_rans).compress(digits)
+    assert coded_bits(strings).mean() < coded_bits(framed).mean() - 6
+    np.testing.assert_array_equal(SavedCodec(tiny_model).decompress(strings),
+                                  SavedCodec(tiny_model_rans).decompress(framed))
+
+
+def test_random_bytes_fuzz_the_saved_decoder(tiny_model, tiny_model_rans):
     rng = np.random.default_rng(7)
     strings = [rng.bytes(int(n)) for n in rng.integers(0, 64, 3000)]
-    images, ok = codec.decompress_with_status(strings)
+    framed = SavedCodec(tiny_model_rans)
+    images, ok = framed.decompress_with_status(strings)
     assert images.shape == (3000, 28, 28, 1)
     assert ok.mean() < .01  # a string must end exactly in the initial state to pass
     # With the right format byte too: the payload check alone rejects nearly all of them.
-    _, ok = codec.decompress_with_status([b"\x2a" + s for s in strings])
+    _, ok = framed.decompress_with_status([b"\x2a" + s for s in strings])
     assert ok.mean() < .05
+    # Headerless: only canonical strings pass — long random ones never are.
+    images, ok = SavedCodec(tiny_model).decompress_with_status(strings)
+    assert images.shape == (3000, 28, 28, 1)
+    lengths = np.array([len(s) for s in strings])
+    assert not ok[lengths > 16].any()
 
 
 def test_savedmodel_signature_rejects_wrong_dtype_and_shape(tiny_model):

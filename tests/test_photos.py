@@ -372,9 +372,40 @@ def test_zoo_is_replaced_only_by_a_curve_better_at_every_point(image_models, tmp
     shutil.copytree(zoo.ZOO_DIR, current)
     with pytest.raises(zoo.ZooError, match="0.500 bpp / 20.00 dB"):
         zoo.build_zoo(models, report, current, progress=lambda line: None)
-    assert sorted(p.name for p in current.iterdir()) == [c["name"] for c in zoo.cards()]
+    assert sorted(p.name for p in current.iterdir() if p.is_dir()) == sorted(
+        c["name"] for c in zoo.cards())
     cards = zoo.build_zoo(models, report, current, progress=lambda line: None, force=True)
     assert [c["name"] for c in cards] == ["bls2017-q1"]
+
+
+def test_zoo_gains_a_family_beside_the_others_and_the_better_one_becomes_default(
+        image_models, tmp_path):
+    """Issue 22: a second family's ladder joins the zoo (the first stays); it becomes the
+    default of `--quality` / `--target-bpp` / a bare λ only if it beats the default's curve."""
+    from codec import zoo
+    models = tmp_path / "models"
+    shutil.copytree(image_models[0], models / "q1_l0.01")
+
+    def report(family, psnr):
+        path = tmp_path / f"{family}-{psnr}.json"
+        path.write_text(json.dumps({"family": family, "rdpipe": [
+            {"parameter": "q1_l0.01", "bpp": .5, "psnr": psnr, "ms_ssim": .9,
+             "encode_seconds": .1, "decode_seconds": .3}], "training": [
+            {"model": "q1_l0.01", "lmbda": .01, "steps": 4, "patch_size": 32, "batch_size": 2,
+             "filters": 8, "learning_rate": 2e-4}]}))
+        return path
+    target = tmp_path / "zoo"
+    zoo.build_zoo(models, report("bls2017", 28.), target, progress=lambda line: None)
+    assert zoo.default_family(target) == "bls2017"
+    zoo.build_zoo(models, report("mbt2018-mean", 27.), target, progress=lambda line: None)
+    assert zoo.families(target) == ["bls2017", "mbt2018-mean"]
+    assert zoo.default_family(target) == "bls2017"              # worse: not the default
+    assert zoo.resolve_model("0.01", target).name == "bls2017-q1"
+    zoo.build_zoo(models, report("mbt2018-mean", 29.), target, progress=lambda line: None)
+    assert zoo.default_family(target) == "mbt2018-mean"         # better everywhere
+    assert zoo.resolve_model("0.01", target).name == "mbt2018-mean-q1"
+    assert (target / "bls2017-q1" / "card.json").is_file()
+    assert [c["family"] for c in zoo.cards(target)] == ["bls2017", "mbt2018-mean"]
 
 
 def test_shipped_zoo_lists_and_codes_a_photo(tmp_path, capsys):

@@ -4,11 +4,14 @@ An entropy model turns latents into integer *symbols* and owns the integer CDF t
 only turns `symbols[B, M, C]` into one byte string per batch element and back, with symbol
 `[b, m, c]` coded under table `c` (one table per channel). Coders are looked up by name.
 
-Every string starts with a format byte whose top 3 bits name the coder that wrote it
-(`FORMAT_IDS`; `schemas/bitstream.md`), so a string is never decoded by the wrong coder:
+Strings start with a format byte whose top 3 bits name the coder that wrote it
+(`FORMAT_IDS`; `schemas/bitstream.md`), so a string is never decoded by the wrong coder —
+except `portable-range` (id 4, `headerless`), whose strings are pure payload and whose id is
+recorded once per model and in `.bin` headers instead:
 - `portable` (ids 1 and 3, the default): rANS in core TF ops, loadable by any TensorFlow
   runtime: one-lane v1 strings (`codec.entropy.portable_coder`) and many-lane v2 strings
   (`codec.entropy.rans_lanes`);
+- `portable-range` (id 4): a range coder in core TF ops for short strings (MNIST), no framing;
 - `tfc` (id 2): TensorFlow Compression's range coder ops (`tensorflow-compression-ops`), for
   rdpipe's own server or a TF Serving built with those ops.
 
@@ -44,6 +47,9 @@ class EntropyCoder(abc.ABC):
 
     name: str = ""
     format_id: int = 0  # top 3 bits of every string's first byte
+    # True: strings carry no format byte (nor anything but payload); the coder is recorded
+    # once per model instead (the SavedModel's `string_format`, the `.bin` header).
+    headerless: bool = False
 
     @abc.abstractmethod
     def encode(self, symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
@@ -182,6 +188,27 @@ class PortableRansCoder(EntropyCoder):
         return length < need
 
 
+class PortableRangeCoder(EntropyCoder):
+    """A range coder from core TF ops for strings of fewer than 2,048 symbols (MNIST digits,
+    tiny crops): headerless strings, within a few bits of their information
+    (`codec.entropy.range_coder`). Format id 4 names it in model metadata and `.bin` headers
+    only — its strings are pure payload, so its sanity check is weak by design (most random
+    short strings are some input's canonical code) and the model/container must say which
+    coder wrote them."""
+
+    name = "portable-range"
+    format_id = 4
+    headerless = True
+
+    def encode(self, symbols, cdf):
+        from codec.entropy import range_coder  # pylint: disable=import-outside-toplevel
+        return range_coder.encode(symbols, cdf)
+
+    def decode(self, strings, num_positions, num_channels, cdf):
+        from codec.entropy import range_coder  # pylint: disable=import-outside-toplevel
+        return range_coder.decode(strings, num_positions, num_channels, cdf)
+
+
 def channel_tables(batch, positions, channels) -> tf.Tensor:
     """`int32 [B, positions · channels]`: the table of each symbol under a factorized prior,
     its channel (row-major `[positions, channels]`)."""
@@ -202,10 +229,20 @@ def string_format_ids(strings: tf.Tensor) -> tf.Tensor:
 
 
 _CODERS: dict[str, type[EntropyCoder]] = {TfcRangeCoder.name: TfcRangeCoder,
-                                          PortableRansCoder.name: PortableRansCoder}
-# Format id → coder name (a coder may write several layouts: `format_ids`).
-FORMAT_IDS = {i: name for name, cls in _CODERS.items()
+                                          PortableRansCoder.name: PortableRansCoder,
+                                          PortableRangeCoder.name: PortableRangeCoder}
+# Format id → coder name (a coder may write several layouts: `format_ids`), for the coders
+# whose strings carry it in their first byte.
+FORMAT_IDS = {i: name for name, cls in _CODERS.items() if not cls.headerless
               for i in getattr(cls, "format_ids", (cls.format_id,))}
+# Every format id a model or `.bin` header may record → coder name.
+MODEL_FORMAT_IDS = {**FORMAT_IDS, **{cls.format_id: name for name, cls in _CODERS.items()
+                                     if cls.headerless}}
+
+
+def is_headerless(coder: str | None) -> bool:
+    """Whether `coder`'s strings carry no format byte (False for unknown names)."""
+    return coder in _CODERS and _CODERS[coder].headerless
 DEFAULT_CODER = PortableRansCoder.name
 
 

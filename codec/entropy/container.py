@@ -20,7 +20,7 @@ __all__ = ["MAGIC", "VERSION", "MAX_PIXELS", "ContainerError", "Header", "pack",
            "is_container", "tile_boxes", "expand_box", "describe_model", "UNKNOWN_FINGERPRINT"]
 
 MAGIC = b"RDPC"
-VERSION = 1
+VERSION = 2                 # 2 added the string format byte; version 1 files still read
 # 8192 × 8192: what a header may make a decoder allocate (uint8 output: 64 MiB per channel).
 MAX_PIXELS = 1 << 26
 MAX_DIMENSION = 65535
@@ -45,7 +45,10 @@ class Header:
     (`UNKNOWN_FINGERPRINT` if unknown); height, width, channels: the image in pixels;
     tile: tile edge in pixels (0: the image is one tile); overlap: pixels two neighbouring
     tiles share (each tile is coded `overlap / 2` pixels beyond its core on every interior
-    side; the decoder cross-fades the shared band, so no seam shows).
+    side; the decoder cross-fades the shared band, so no seam shows); string_format: the
+    coder format id of the segments (`codec.entropy.coders.MODEL_FORMAT_IDS`; 4 = headerless
+    `portable-range` strings), 0 when unknown or named by each string's own first byte
+    (version 1 files).
     """
     model: str
     lmbda: float
@@ -56,6 +59,7 @@ class Header:
     tile: int = 0
     overlap: int = 0
     segments: tuple = field(default=(), compare=False, repr=False)
+    string_format: int = 0
 
     @property
     def boxes(self) -> list[tuple[int, int, int, int]]:
@@ -106,7 +110,9 @@ def pack(header: Header, segments: list[bytes]) -> bytes:
         raise ValueError(f"{len(segments)} segments for {len(header.boxes)} tiles")
     out = bytearray(MAGIC)
     out += bytes([VERSION, 0, len(name)]) + name
-    out += struct.pack(">f", header.lmbda) + header.fingerprint
+    if not 0 <= header.string_format <= 255:
+        raise ValueError(f"string format id must be a byte, got {header.string_format}")
+    out += struct.pack(">f", header.lmbda) + header.fingerprint + bytes([header.string_format])
     for value in (header.height, header.width, header.channels, header.tile, header.overlap,
                   len(segments)):
         out += varint(value)
@@ -142,6 +148,7 @@ def unpack(data: bytes) -> Header:
         raise ContainerError("corrupt rdpipe file: model name is not UTF-8") from None
     (lmbda,) = struct.unpack(">f", reader.take(4, "λ"))
     fingerprint = reader.take(FINGERPRINT_BYTES, "fingerprint")
+    string_format = reader.take(1, "string format")[0] if version >= 2 else 0
     height = reader.varint("height", MAX_DIMENSION)
     width = reader.varint("width", MAX_DIMENSION)
     channels = reader.varint("channels", 4)
@@ -166,4 +173,4 @@ def unpack(data: bytes) -> Header:
                              "last tile")
     # λ travels as float32; 7 significant digits give back the decimal it was written from
     return Header(model, float(f"{lmbda:.7g}"), fingerprint, height, width, channels, tile,
-                  overlap, segments)
+                  overlap, segments, string_format)

@@ -66,7 +66,7 @@ class EntropyModel(tf.Module):
             raise ValueError(f"tail_mass must be in (0, 1), got {tail_mass}")
         if not 1 <= precision <= 16:
             raise ValueError(f"precision must be in [1, 16] bits, got {precision}")
-        if coder == "portable" and precision < 5:
+        if coder in ("portable", "portable-range") and precision < 5:
             # The portable coder's escape chunks are uniform 5-bit items (frequency 2^(P−5)).
             raise ValueError(f"the portable coder needs precision ≥ 5 bits, got {precision}")
         self._prior_fn = prior_fn

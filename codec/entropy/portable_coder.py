@@ -170,14 +170,13 @@ def lane_string_bound(cdf: tf.Tensor, num_positions, log2k) -> tf.Tensor:
     words = tf.cast(tf.math.floor(tf.maximum(word_bits, 0.) / 16.), tf.int64)   # W > bits/16
     return 1 + 4 * lanes + 2 * words
 
-def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
-    """`int32 symbols[B, M, C]` (channel c under table c) → `string[B]`."""
-    symbols = tf.convert_to_tensor(symbols, tf.int32)
-    info = TableInfo(cdf)
+def lane_items(symbols: tf.Tensor, info: TableInfo, k) -> tuple[tf.Tensor, tf.Tensor]:
+    """The coding items of `symbols[B, M, C]` on `k` lanes: int64 `(start, freq)`, each
+    `[T, B, K]`, item t of lane j in coding order (frequency 0: no item). Symbol i (row-major)
+    goes to lane i mod K; an escaped symbol is the escape item followed by its overflow
+    chunks, each a uniform `CHUNK_ITEM_BITS`-bit item."""
     batch, positions, channels = tf.unstack(tf.shape(symbols))
     n = positions * channels
-    log2k = lanes_log2(n)
-    k = tf.bitwise.left_shift(1, log2k)
     per_lane = (n + k - 1) // k
     precision = tf.cast(info.precision, tf.int64)
 
@@ -231,7 +230,18 @@ def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
     item_freq = tf.scatter_nd(all_indices, tf.concat(freqs, 0), shape)
     item_start = tf.cast(tf.transpose(item_start, [2, 0, 1]), tf.int64)   # [T, B, K]
     item_freq = tf.cast(tf.transpose(item_freq, [2, 0, 1]), tf.int64)
+    return item_start, item_freq
 
+
+def encode(symbols: tf.Tensor, cdf: tf.Tensor) -> tf.Tensor:
+    """`int32 symbols[B, M, C]` (channel c under table c) → `string[B]`."""
+    symbols = tf.convert_to_tensor(symbols, tf.int32)
+    info = TableInfo(cdf)
+    _, positions, channels = tf.unstack(tf.shape(symbols))
+    log2k = lanes_log2(positions * channels)
+    k = tf.bitwise.left_shift(1, log2k)
+    precision = tf.cast(info.precision, tf.int64)
+    item_start, item_freq = lane_items(symbols, info, k)
     x0 = tf.where(k == 1, tf.constant(1, tf.int64), tf.constant(STATE_LOWER, tf.int64))
     x, words, emitted = encode_items(item_freq, item_start, precision, x0)
 

@@ -35,7 +35,7 @@ class MnistTrainConfig:
     normalization: str = "none"         # hidden layers: none, spectral (σ_max = 1), pixel (PixelNorm)
     tail_mass: float = 2 ** -8
     precision: int = 12                 # range coder precision (bits)
-    coder: str = "portable"            # entropy coder: portable (stock TF ops) or tfc
+    coder: str = "portable-range"      # entropy coder: portable-range / portable (stock TF ops) or tfc
     seed: int | None = 0
     verbose: int = 1                    # Keras progress output: 0 silent, 1 bar, 2 line/epoch
     data_dir: str | None = None         # TFDS data dir

@@ -20,6 +20,11 @@ replaced them in new exports (schemas/bitstream.md):
   wrote for a 256×256 and a 512×768 crop of Kodak 23, and their symbols; the tables are the
   zoo model's own.
 
+Headerless `portable-range` strings (`--family mnist-range`, MNIST's coder since 2026-12):
+
+- `mnist_range.npz`: the strings of the 8 golden digits' symbols under `mnist_tables.npz`;
+- `mnist_range_digit0.bin`: a version-2 container holding the first (string format byte 4).
+
 The zoo model that wrote the image and lane goldens (`bls2017-q1` of 2026-11) is kept in
 `models/bls2017-q1-2026-11/` since the zoo moved on to a new ladder (2026-12-02): the same
 files as in the zoo's history, so the repository stores them once.
@@ -130,14 +135,34 @@ def write_lanes(manifest: dict) -> None:
                          "lanes": [16, 64]}
 
 
+def write_mnist_range(manifest: dict) -> None:
+    """The headerless `portable-range` strings (MNIST's coder since 2026-12) of the 8 golden
+    digits' symbols under the golden tables (`mnist_tables.npz`), and a version-2 container."""
+    import tensorflow as tf
+    from codec.entropy import container, range_coder
+    tables = dict(np.load(HERE / "mnist_tables.npz"))
+    strings = range_coder.encode(tf.constant(tables["symbols"]), tf.constant(tables["cdf"]))
+    strings = list(strings.numpy())
+    np.savez(HERE / "mnist_range.npz", string_bytes=np.frombuffer(b"".join(strings), np.uint8),
+             string_lengths=np.array([len(s) for s in strings], np.int64))
+    header = container.Header("mnist_golden", 2000., bytes(8), 28, 28, 1, string_format=4)
+    data = container.pack(header, [strings[0]])
+    (HERE / "mnist_range_digit0.bin").write_bytes(data)
+    manifest["mnist_range"] = {"tables": "mnist_tables.npz", "coder": "portable-range",
+                               "format_id": 4, "container_version": data[4],
+                               "string_bits": [8 * len(s) for s in strings]}
+
+
 def main(argv=None) -> int:
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", choices=("bls2017", "mnist", "lanes"), default="bls2017")
+    parser.add_argument("--family", choices=("bls2017", "mnist", "lanes", "mnist-range"),
+                        default="bls2017")
     args = parser.parse_args(argv)
     path = HERE / "manifest.json"
     manifest = json.loads(path.read_text()) if path.exists() else {}
-    {"bls2017": write_bls2017, "mnist": write_mnist, "lanes": write_lanes}[args.family](manifest)
+    {"bls2017": write_bls2017, "mnist": write_mnist, "lanes": write_lanes,
+     "mnist-range": write_mnist_range}[args.family](manifest)
     manifest["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p.read_bytes())}
                          for p in sorted(HERE.iterdir())
                          if p.suffix in (".bin", ".string", ".png", ".npz")}
