@@ -2,6 +2,8 @@
 header and its errors, tiles, CLI and client round trips, the model zoo."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 import struct
@@ -155,6 +157,26 @@ def test_container_round_trip_and_tile_grid():
     assert header.boxes[0] == (0, 0, 64, 64) and header.boxes[-1] == (64, 128, 100, 150)
     assert header.segments[5] == bytes([5]) * 8
     assert "bls2017-q3 (λ=0.01, tables 0102030405060708)" == header.model_label
+
+
+def test_container_v2_records_the_string_format_and_v1_files_still_read():
+    """Version 2 names the segments' coder (4: headerless `portable-range`) once per file;
+    version 1 files (no such byte) read as format 0, and a file whose coder differs from the
+    decoding model's is refused naming both."""
+    header = dataclasses.replace(HEADER, string_format=4)
+    data = container.pack(header, [b"x"] * 6)
+    assert data[4] == container.VERSION == 2 and container.unpack(data).string_format == 4
+    name = HEADER.model.encode()
+    v1 = data[:4] + b"\x01" + data[5:7 + len(name) + 12] + data[7 + len(name) + 13:]
+    old = container.unpack(v1)
+    assert old.string_format == 0 and old.segments == (b"x",) * 6 and old.height == 100
+
+    class Backend:
+        name, lmbda, fingerprint, channels, fixed_size = "m", .01, None, 3, None
+        string_format = 1
+    with pytest.raises(container.ContainerError, match="coder format 4 .portable-range."):
+        photo_codec.check_model(container.unpack(data), Backend())
+    photo_codec.check_model(old, Backend())             # unknown format: no claim to check
 
 
 def test_container_errors_are_clear():
