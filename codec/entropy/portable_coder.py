@@ -38,6 +38,8 @@ the loop is bounded by 9 items per symbol.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from codec.entropy.framing import bytes_to_strings
@@ -319,6 +321,52 @@ def _multi_lane_frame(x, log2k, words, emitted):
     return values, keep
 
 
+class ItemStep(NamedTuple):
+    """One decoded item of a one-stream decoder (`decode_item`)."""
+    start: tf.Tensor      # int64: the item's first slot
+    freq: tf.Tensor       # int64: its frequency
+    value: tf.Tensor      # int32: the symbol, when `done`
+    done: tf.Tensor       # bool: a symbol is complete (regular, or an escape's last chunk)
+    corrupt: tf.Tensor    # bool: over MAX_CHUNKS chunks, or an overflow outside int32
+    escape: tf.Tensor     # bool: the escape symbol (chunks follow)
+    last_chunk: tf.Tensor
+    z: tf.Tensor          # int64: the overflow assembled so far, this chunk included
+
+    def next_state(self, active, mode, z, chunk):
+        """(mode, z, chunk) after this item, where `active`: mode 1 while chunks follow."""
+        in_chunk = mode == 1
+        new_mode = tf.where(self.escape, 1, tf.where(self.last_chunk, 0, mode))
+        return (tf.where(active, new_mode, mode),
+                tf.where(active & in_chunk, self.z, tf.where(active, tf.zeros_like(z), z)),
+                tf.where(active & in_chunk, chunk + 1, tf.where(active, 0, chunk)))
+
+
+def decode_item(slot, mode, z, chunk, table_symbol, pmf_len, lo, freq,
+                chunk_shift) -> ItemStep:
+    """What slot `slot` (int64) means in decoder state `mode` (0: a symbol, 1: an escape's
+    chunk), `z` (overflow so far), `chunk` (chunks read): the item layout shared by v1's lanes
+    and `codec.entropy.range_coder`. `table_symbol`, `lo`, `freq`: the table entry owning the
+    slot (used in mode 0)."""
+    chunk_value = tf.bitwise.right_shift(slot, chunk_shift)
+    in_chunk = mode == 1
+    start = tf.where(in_chunk, tf.bitwise.left_shift(chunk_value, chunk_shift), lo)
+    freq = tf.where(in_chunk, tf.bitwise.left_shift(tf.constant(1, tf.int64), chunk_shift), freq)
+    is_escape = ~in_chunk & (table_symbol == pmf_len)
+    more = tf.bitwise.bitwise_and(chunk_value, 1 << CHUNK_BITS) > 0
+    z_new = z + tf.bitwise.left_shift(tf.bitwise.bitwise_and(chunk_value, 15),
+                                      CHUNK_BITS * tf.cast(chunk, tf.int64))
+    finish_chunk = in_chunk & ~more
+    too_long = in_chunk & more & (chunk >= MAX_CHUNKS - 1)
+    overflow = tf.where(tf.bitwise.bitwise_and(z_new, 1) == 1,
+                        -tf.bitwise.right_shift(z_new + 1, 1),
+                        tf.bitwise.right_shift(z_new, 1) + tf.cast(pmf_len, tf.int64))
+    out_of_range = finish_chunk & ((overflow < -2 ** 31) | (overflow >= 2 ** 31))
+    value = tf.where(finish_chunk, tf.cast(tf.clip_by_value(overflow, -2 ** 31, 2 ** 31 - 1),
+                                           tf.int32), table_symbol)
+    return ItemStep(start, freq, value, (~in_chunk & ~is_escape) | finish_chunk,
+                    too_long | out_of_range, is_escape, finish_chunk, z_new)
+
+
 def decode(strings: tf.Tensor, num_positions, num_channels,
            cdf: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """`string[B]` → `(int32 symbols[B, M, C], ok[B])`; never fails on content."""
@@ -396,36 +444,16 @@ def decode(strings: tf.Tensor, num_positions, num_channels,
         where = info.flat(channel, table_symbol)
         lo = tf.cast(tf.gather(info.start, where), tf.int64)
         hi = lo + tf.cast(tf.gather(info.freq, where), tf.int64)
-        chunk_value = tf.bitwise.right_shift(slot, chunk_shift)
-        in_chunk = mode == 1
-        start = tf.where(in_chunk, tf.bitwise.left_shift(chunk_value, chunk_shift), lo)
-        freq = tf.where(in_chunk, tf.bitwise.left_shift(tf.constant(1, tf.int64), chunk_shift),
-                        hi - lo)
-        x_new = freq * tf.bitwise.right_shift(x, precision) + slot - start
-
-        is_escape = ~in_chunk & (table_symbol == pmf_len)
-        more = tf.bitwise.bitwise_and(chunk_value, 1 << CHUNK_BITS) > 0
-        z_new = z + tf.bitwise.left_shift(tf.bitwise.bitwise_and(chunk_value, 15),
-                                          CHUNK_BITS * tf.cast(chunk, tf.int64))
-        finish_chunk = in_chunk & ~more
-        too_long = in_chunk & more & (chunk >= MAX_CHUNKS - 1)
-        overflow = tf.where(tf.bitwise.bitwise_and(z_new, 1) == 1,
-                            -tf.bitwise.right_shift(z_new + 1, 1),
-                            tf.bitwise.right_shift(z_new, 1) + tf.cast(pmf_len, tf.int64))
-        out_of_range = finish_chunk & ((overflow < -2 ** 31) | (overflow >= 2 ** 31))
-        value = tf.where(finish_chunk, tf.cast(tf.clip_by_value(overflow, -2 ** 31, 2 ** 31 - 1),
-                                               tf.int32), table_symbol)
-        emit = active & ((~in_chunk & ~is_escape) | finish_chunk)
-        values = values.write(t, value)
+        step = decode_item(slot, mode, z, chunk, table_symbol, pmf_len, lo, hi - lo,
+                           chunk_shift)
+        x_new = step.freq * tf.bitwise.right_shift(x, precision) + slot - step.start
+        emit = active & step.done
+        values = values.write(t, step.value)
         where_out = where_out.write(t, symbol_index)
         done_out = done_out.write(t, emit)
-
-        err = err | (active & (too_long | out_of_range))
+        err = err | (active & step.corrupt)
         pos = pos + tf.cast(emit, tf.int32)
-        new_mode = tf.where(is_escape, 1, tf.where(finish_chunk, 0, mode))
-        mode = tf.where(active, new_mode, mode)
-        z = tf.where(active & in_chunk, z_new, tf.where(active, tf.zeros_like(z), z))
-        chunk = tf.where(active & in_chunk, chunk + 1, tf.where(active, 0, chunk))
+        mode, z, chunk = step.next_state(active, mode, z, chunk)
         x = tf.where(active, x_new, x)
 
         # Renormalize: lanes below L read the next words, in lane order.
@@ -461,26 +489,23 @@ def decode(strings: tf.Tensor, num_positions, num_channels,
     return symbols, ok
 
 
-# Eager callers (tests, notebooks, `rdpipe` tools) would otherwise run the while_loops op by op,
-# orders of magnitude slower; inside a model's tf.function the call is simply traced through.
-_encode_fn = tf.function(encode, autograph=False, reduce_retracing=True)
-_decode_fn = tf.function(decode, autograph=False, reduce_retracing=True)
-_encode_doc, _decode_doc = encode.__doc__, decode.__doc__
+def traced(function, *dtypes):
+    """`function` traced once per signature for eager callers (tests, notebooks, `rdpipe`
+    tools), which would otherwise run its while_loops op by op, orders of magnitude slower;
+    inside a model's tf.function the call is simply traced through. Arguments are converted to
+    `dtypes`. do_not_convert: callers' autograph must not re-read the coder's source (the
+    wrapper holds no Python control flow), so a traced model never depends on the file on
+    disk."""
+    compiled = tf.function(function, autograph=False, reduce_retracing=True)
+
+    @tf.autograph.experimental.do_not_convert
+    def wrapper(*args):
+        return compiled(*(tf.convert_to_tensor(a, d) for a, d in zip(args, dtypes)))
+
+    wrapper.__doc__, wrapper.__name__ = function.__doc__, function.__name__
+    return wrapper
 
 
-# do_not_convert: callers' autograph must not re-read this module's source (the wrappers hold no
-# Python control flow), so a traced model never depends on the file on disk.
-@tf.autograph.experimental.do_not_convert
-def encode(symbols, cdf) -> tf.Tensor:  # noqa: F811  (the traced form of the function above)
-    return _encode_fn(tf.convert_to_tensor(symbols, tf.int32), tf.convert_to_tensor(cdf, tf.int32))
-
-
-@tf.autograph.experimental.do_not_convert
-def decode(strings, num_positions, num_channels, cdf):  # noqa: F811
-    return _decode_fn(tf.convert_to_tensor(strings, tf.string),
-                      tf.convert_to_tensor(num_positions, tf.int32),
-                      tf.convert_to_tensor(num_channels, tf.int32),
-                      tf.convert_to_tensor(cdf, tf.int32))
-
-
-encode.__doc__, decode.__doc__ = _encode_doc, _decode_doc
+# The traced forms (cdf tables, symbols and sizes are int32; strings are strings).
+encode = traced(encode, tf.int32, tf.int32)  # noqa: F811
+decode = traced(decode, tf.string, tf.int32, tf.int32, tf.int32)  # noqa: F811

@@ -32,8 +32,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from codec.entropy.framing import bytes_to_strings
-from codec.entropy.portable_coder import (CHUNK_BITS, CHUNK_ITEM_BITS, MAX_CHUNKS, TableInfo,
-                                          _loose_shapes, _stack, lane_items)
+from codec.entropy.portable_coder import (CHUNK_ITEM_BITS, MAX_CHUNKS, TableInfo, _loose_shapes,
+                                          _stack, decode_item, lane_items, traced)
 
 MAX_SYMBOLS = 2048          # longer strings: `portable` (rANS lanes, length-bounded decoding)
 TOP = 1 << 24               # renormalize while range < 2^24
@@ -189,33 +189,15 @@ def decode(strings: tf.Tensor, num_positions, num_channels,
         where = info.flat(channel, table_symbol)
         lo = tf.cast(tf.gather(info.start, where), tf.int64)
         freq_symbol = tf.cast(tf.gather(info.freq, where), tf.int64)
-        chunk_value = tf.bitwise.right_shift(slot, chunk_shift)
-        in_chunk = mode == 1
-        start = tf.where(in_chunk, tf.bitwise.left_shift(chunk_value, chunk_shift), lo)
-        freq = tf.where(in_chunk, tf.bitwise.left_shift(tf.constant(1, tf.int64), chunk_shift),
-                        freq_symbol)
-
-        is_escape = ~in_chunk & (table_symbol == pmf_len)
-        more = tf.bitwise.bitwise_and(chunk_value, 1 << CHUNK_BITS) > 0
-        z_new = z + tf.bitwise.left_shift(tf.bitwise.bitwise_and(chunk_value, 15),
-                                          CHUNK_BITS * tf.cast(chunk, tf.int64))
-        finish_chunk = in_chunk & ~more
-        too_long = in_chunk & more & (chunk >= MAX_CHUNKS - 1)
-        overflow = tf.where(tf.bitwise.bitwise_and(z_new, 1) == 1,
-                            -tf.bitwise.right_shift(z_new + 1, 1),
-                            tf.bitwise.right_shift(z_new, 1) + tf.cast(pmf_len, tf.int64))
-        out_of_range = finish_chunk & ((overflow < -2 ** 31) | (overflow >= 2 ** 31))
-        value = tf.where(finish_chunk, tf.cast(tf.clip_by_value(overflow, -2 ** 31, 2 ** 31 - 1),
-                                               tf.int32), table_symbol)
-        emit = active & ((~in_chunk & ~is_escape) | finish_chunk)
-        values = values.write(t, value[:, None])
+        step = decode_item(slot, mode, z, chunk, table_symbol, pmf_len, lo, freq_symbol,
+                           chunk_shift)
+        emit = active & step.done
+        values = values.write(t, step.value[:, None])
         done_out = done_out.write(t, emit[:, None])
-
-        err = err | (active & (too_long | out_of_range | beyond))
+        err = err | (active & (step.corrupt | beyond))
         pos = pos + tf.cast(emit, tf.int32)
-        mode = tf.where(active, tf.where(is_escape, 1, tf.where(finish_chunk, 0, mode)), mode)
-        z = tf.where(active & in_chunk, z_new, tf.where(active, tf.zeros_like(z), z))
-        chunk = tf.where(active & in_chunk, chunk + 1, tf.where(active, 0, chunk))
+        mode, z, chunk = step.next_state(active, mode, z, chunk)
+        start, freq = step.start, step.freq
         code = tf.where(active, code - r * start, code)
         rng = tf.where(active, r * freq, rng)
         for _ in range(2):          # renormalize: as the encoder, by the range alone
@@ -250,23 +232,6 @@ def decode(strings: tf.Tensor, num_positions, num_channels,
     return symbols, ok & tf.equal(again, strings)
 
 
-# As in `portable_coder`: traced once for eager callers; the wrappers are not autograph-converted.
-_encode_fn = tf.function(encode, autograph=False, reduce_retracing=True)
-_decode_fn = tf.function(decode, autograph=False, reduce_retracing=True)
-_encode_doc, _decode_doc = encode.__doc__, decode.__doc__
-
-
-@tf.autograph.experimental.do_not_convert
-def encode(symbols, cdf) -> tf.Tensor:  # noqa: F811  (the traced form of the function above)
-    return _encode_fn(tf.convert_to_tensor(symbols, tf.int32), tf.convert_to_tensor(cdf, tf.int32))
-
-
-@tf.autograph.experimental.do_not_convert
-def decode(strings, num_positions, num_channels, cdf):  # noqa: F811
-    return _decode_fn(tf.convert_to_tensor(strings, tf.string),
-                      tf.convert_to_tensor(num_positions, tf.int32),
-                      tf.convert_to_tensor(num_channels, tf.int32),
-                      tf.convert_to_tensor(cdf, tf.int32))
-
-
-encode.__doc__, decode.__doc__ = _encode_doc, _decode_doc
+# The traced forms, as in `portable_coder`.
+encode = traced(encode, tf.int32, tf.int32)  # noqa: F811
+decode = traced(decode, tf.string, tf.int32, tf.int32, tf.int32)  # noqa: F811

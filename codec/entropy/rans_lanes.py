@@ -39,7 +39,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from codec.entropy.framing import bytes_to_strings
-from codec.entropy.portable_coder import (STATE_LOWER, WORD_BITS, TableInfo, _big_endian,
+from codec.entropy.portable_coder import (STATE_LOWER, WORD_BITS, TableInfo, _big_endian, traced,
                                           _loose_shapes, _stack, _zigzag_overflow,
                                           encode_items, lane_string_bound)
 from codec.entropy.portable_coder import lanes_log2 as v1_lanes_log2
@@ -291,23 +291,6 @@ def _read_escapes(raw, lengths, escape_start, table_symbols, pmf_len):
     return symbols, ok
 
 
-_encode_fn = tf.function(encode, autograph=False, reduce_retracing=True)
-_decode_fn = tf.function(decode, autograph=False, reduce_retracing=True)
-_encode_doc, _decode_doc = encode.__doc__, decode.__doc__
-
-
-@tf.autograph.experimental.do_not_convert
-def encode(symbols, table_index, cdf) -> tf.Tensor:  # noqa: F811  (traced form, as in v1)
-    return _encode_fn(tf.convert_to_tensor(symbols, tf.int32),
-                      tf.convert_to_tensor(table_index, tf.int32),
-                      tf.convert_to_tensor(cdf, tf.int32))
-
-
-@tf.autograph.experimental.do_not_convert
-def decode(strings, table_index, cdf):  # noqa: F811
-    return _decode_fn(tf.convert_to_tensor(strings, tf.string),
-                      tf.convert_to_tensor(table_index, tf.int32),
-                      tf.convert_to_tensor(cdf, tf.int32))
-
-
-encode.__doc__, decode.__doc__ = _encode_doc, _decode_doc
+# The traced forms, as in v1.
+encode = traced(encode, tf.int32, tf.int32, tf.int32)  # noqa: F811
+decode = traced(decode, tf.string, tf.int32, tf.int32)  # noqa: F811
