@@ -4,8 +4,10 @@ Trains λ ∈ {2000, 500, 300} (Adam 1e-3, batch 128, 15 epochs, full MNIST trai
 compresses and decompresses the whole test split (10,000 digits) with real strings and writes
   benchmarks/results/mnist_rd.json  list of per-λ objects (see KEYS below)
   benchmarks/results/mnist_rd.png   MAE vs bits/digit next to the tutorial's published points
-Each JSON object: lambda, decoder_input, bits_per_digit (actual: 8 × string bytes, mean over
-the test set), information_bits (−log2 p̃ under the continuous prior), coding_overhead_bits, mae
+Each JSON object: lambda, decoder_input, coder, bits_per_digit (actual: 8 × string bytes, mean over
+the test set), same_latents_bits_per_digit (the same model re-exported with the framed
+`portable` rANS and `tfc` range coders: their strings of the same latents, format byte
+included), information_bits (−log2 p̃ under the continuous prior), coding_overhead_bits, mae
 ([0,1] pixels), psnr, train_seconds, compress_per_s / decompress_per_s (digits/s), tutorial_*
 comparison fields, environment.
 Run: `make bench-mnist` (≈10–15 min on 2 cores). `--lambdas`/`--epochs` shrink it for trials.
@@ -32,7 +34,8 @@ import tensorflow as tf  # noqa: E402
 
 from codec.data.datasets import mnist_arrays  # noqa: E402
 from codec.eval.evaluation import evaluate_codec  # noqa: E402
-from codec.models.mnist_train import MnistTrainConfig, train_mnist  # noqa: E402
+from codec.models.mnist_train import (MnistTrainConfig, reexport_mnist_codec,  # noqa: E402
+                                      train_mnist)
 from codec.saved_codec import SavedCodec  # noqa: E402
 from codec.eval.figures import TUTORIAL_POINTS, rd_plot  # noqa: E402
 
@@ -55,8 +58,11 @@ def compare_with_tutorial(row: dict) -> dict:
     """Derived fields: where our point sits relative to the tutorial's point and curve."""
     ref = {p["lambda"]: p for p in TUTORIAL_POINTS}.get(int(row["lambda"]), {})
     curve = tutorial_mae_at(row["bits_per_digit"])
+    framed = row.get("same_latents_bits_per_digit") or {}
     return {
         "coding_overhead_bits": row["bits_per_digit"] - row["information_bits"],
+        "same_latents_overhead_bits": {coder: bits - row["information_bits"]
+                                       for coder, bits in framed.items()},
         "tutorial_bits": ref.get("bits"),
         "tutorial_mae": ref.get("mae"),
         "tutorial_curve_mae_at_our_rate": curve,
@@ -120,11 +126,19 @@ def main() -> None:
               f"{out}", flush=True)
         summary = train_mnist(config, out)
         result = evaluate_codec(SavedCodec(out), test_images)
+        # The same weights and tables under the framed coders: strings of the same latents.
+        framed = {}
+        for coder in ("portable", "tfc"):
+            reexport_mnist_codec(out, out / f"saved_model_{coder}", coder=coder)
+            strings, _ = SavedCodec(out / f"saved_model_{coder}").compress(test_images)
+            framed[coder] = float(np.mean([8 * len(s) for s in strings]))
         row = {
             "lambda": lmbda,
             "decoder_input": variant,
             **{key: result[key] for key in ("bits_per_digit", "information_bits", "mae",
                                             "psnr", "compress_per_s", "decompress_per_s")},
+            "coder": config.coder,
+            "same_latents_bits_per_digit": framed,
             "train_seconds": summary["train_seconds"],
             "num_test_digits": result["num_images"],
             "epochs": args.epochs,

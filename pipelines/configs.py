@@ -30,7 +30,8 @@ class PipelineConfig:
     epochs: int = 15
     batch_size: int = 128
     learning_rate: float = 1e-3
-    coder: str = "portable"                 # entropy coder of the exports: portable or tfc
+    coder: str = ""                         # entropy coder of the exports ("": the family's own:
+                                            # portable-range for MNIST, portable for images; or tfc)
     tolerance: float = 0.05                 # allowed relative regression vs blessed baseline
     gate_examples: int = 10_000             # eval digits the gate codes
     # image-folder source and image families only: ingestion pattern, model/training size.

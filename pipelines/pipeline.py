@@ -103,7 +103,7 @@ def training_options(config: PipelineConfig, family: CodecFamily, spec: GateSpec
     config also has (epochs, batch_size, learning_rate, coder; filters, patch_size, …)."""
     wanted = {f.name for f in dataclasses.fields(family.config_class)}
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-               if f.name in wanted}
+               if f.name in wanted and getattr(config, f.name) != ""}   # "": family default
     return {"family": family.name, "lmbda": spec.lmbda, **options}
 
 

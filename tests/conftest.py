@@ -58,19 +58,9 @@ def tiny_model(tmp_path_factory, tfds_dir) -> Path:
 def tiny_model_rans(tiny_model, tmp_path_factory) -> Path:
     """The tiny model exported again with the framed one-lane rANS coder (`portable`, MNIST's
     coder before 2026-12): the same weights and tables, strings that carry a format byte."""
-    import dataclasses as dc
-    import json
-    import tensorflow as tf
-    from codec.models.mnist_train import MnistTrainConfig, build_trainer, export_codec
-    fields = {f.name for f in dc.fields(MnistTrainConfig)}
-    config = MnistTrainConfig(**{k: v for k, v in json.loads(
-        (tiny_model / "training.json").read_text())["config"].items() if k in fields})
-    config = dc.replace(config, coder="portable")
-    trainer = build_trainer(config)
-    tf.train.Checkpoint(trainer=trainer).restore(
-        tf.train.latest_checkpoint(tiny_model / "checkpoints")).expect_partial()
+    from codec.models.mnist_train import reexport_mnist_codec
     out = tmp_path_factory.mktemp("tiny_mnist_rans")
-    export_codec(trainer, out / "saved_model", config)
+    reexport_mnist_codec(tiny_model, out / "saved_model", coder="portable")
     return out
 
 

@@ -83,6 +83,22 @@ def export_codec(trainer: MNISTCompressionTrainer, path: str | Path,
     return export_codec_module(MNISTCodec, trainer, path, config)
 
 
+def reexport_mnist_codec(model_dir: str | Path, saved_model_dir: str | Path,
+                         **changes) -> MNISTCodec:
+    """Exports a trained MNIST model again from its newest checkpoint and `training.json`,
+    with config `changes` (e.g. `coder="portable"`: the same weights and tables under another
+    entropy coder, to compare strings on the same latents)."""
+    model_dir = Path(model_dir)
+    fields = {f.name for f in dataclasses.fields(MnistTrainConfig)}
+    saved = json.loads((model_dir / "training.json").read_text())["config"]
+    config = dataclasses.replace(
+        MnistTrainConfig(**{k: v for k, v in saved.items() if k in fields}), **changes)
+    trainer = build_trainer(config)
+    tf.train.Checkpoint(trainer=trainer).restore(
+        tf.train.latest_checkpoint(model_dir / "checkpoints")).expect_partial()
+    return export_codec(trainer, saved_model_dir, config)
+
+
 def train_mnist(config: MnistTrainConfig, output_dir: str | Path,
                 images: tuple[tf.data.Dataset, tf.data.Dataset] | None = None,
                 saved_model_dir: str | Path | None = None) -> dict:
