@@ -47,12 +47,14 @@ def test_every_family_trains_exports_measures_and_gates(name, tmp_path, tfds_dir
     images = _eval_images(family, tmp_path, test_digits)
     metrics = family.measure(codec, images, config.lmbda)
     assert {family.rate_key, family.distortion_key, "objective"} <= set(metrics)
-    assert metrics[family.rate_key] > 0
+    # ≥ 0, not > 0: a 1-epoch MNIST model may code every digit in 0 bytes (headerless coder,
+    # every latent at the prior's mode) and that is a correct string.
+    assert np.isfinite(metrics[family.rate_key]) and metrics[family.rate_key] >= 0
     lenient = GateSpec(config.lmbda, max_rate=1e9,
                        distortion_bound=0. if family.higher_is_better else 1e9)
     blessed, lines = family.gate_decision(metrics, lenient, baseline=None, tolerance=0.)
     assert blessed, lines
-    strict = GateSpec(config.lmbda, max_rate=1e-9,
+    strict = GateSpec(config.lmbda, max_rate=-1.,   # below any rate, 0 bits included
                       distortion_bound=1e9 if family.higher_is_better else 0.)
     blessed, lines = family.gate_decision(metrics, strict, baseline=metrics, tolerance=0.)
     assert not blessed and lines[0].startswith("FAIL rate") and lines[1].startswith("FAIL")
