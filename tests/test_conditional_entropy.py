@@ -77,7 +77,7 @@ def test_index_picks_the_smallest_table_scale_at_or_above(model):
     np.testing.assert_array_equal(model.index(scales).numpy(), [0, 0, 1, 10, 11, 63, 63, 63])
 
 
-@pytest.mark.parametrize("shape", [(1, 5, 7, 16), (2, 24, 24, 32)])   # v2 one lane and 8 lanes
+@pytest.mark.parametrize("shape", [(1, 5, 7, 16), (2, 24, 24, 32)])   # v2 one lane and 16 lanes
 def test_round_trip_with_means_and_escapes(model, shape):
     rng = np.random.default_rng(sum(shape))
     scale = np.exp(rng.uniform(np.log(.05), np.log(300), shape)).astype(np.float32)

@@ -164,7 +164,7 @@ def test_the_cheapest_string_there_is_still_meets_the_bound(q1):
 
 
 def test_new_exports_bound_one_lane_v2_strings_and_refuse_unbounded_v1_ones(tmp_path):
-    """Since rANS v2, new exports write v2 from 2,048 symbols (one lane below 16,384), whose
+    """Since rANS v2, new exports write v2 from 2,048 symbols (a lane per 768 symbols), whose
     length is bounded below; a v1 one-lane string of that size (which only the model's earlier
     export writes, and whose decode work nothing bounds) is refused by the new export before
     any decoding, and still decoded by the export that wrote it."""
@@ -175,14 +175,14 @@ def test_new_exports_bound_one_lane_v2_strings_and_refuse_unbounded_v1_ones(tmp_
     codec = reexport_saved_image_codec(saved, tmp_path / "q1")
     old = tf.saved_model.load(str(saved))
     cdf = codec.entropy_model._cdf       # pylint: disable=protected-access
-    positions = latent_positions(160, 192)        # 10 × 12 × 128 = 15,360 symbols: one lane
+    positions = latent_positions(160, 192)        # 10 × 12 × 128 = 15,360 symbols: 16 lanes
     need = int(rans_lanes.min_string_bytes(cdf, positions, 128))
     assert need > 0 == int(portable_coder.min_string_bytes(cdf, positions, 128))
     image = _kodak("kodim05.png")[None, :160, :192]
     new_string = codec.compress(image)["strings"].numpy()[0]
     old_string = old.compress(image)["strings"].numpy()[0]
     new_payload = framing.split_image_shape(tf.constant([new_string]))[0].numpy()[0]
-    assert new_payload[0] >> 5 == 3 and new_payload[0] & 0x1e == 0          # v2, one lane
+    assert new_payload[0] >> 5 == 3 and (new_payload[0] >> 1) & 15 == 4     # v2, 16 lanes
     assert len(new_payload) >= need
     assert codec.decompress_unchecked(tf.constant([new_string]))["sanity_ok"].numpy().tolist() \
         == [True]

@@ -202,3 +202,33 @@ def test_format1_multilane_strings_still_decode():
         _, ok = PortableRansCoder().decode(tf.constant([bytes(broken)]),
                                            int(data[f"{name}_positions"]), channels, cdf)
         assert np.asarray(ok).tolist() == [False]
+
+
+def test_format3_strings_of_the_earlier_lane_counts_still_decode():
+    """rANS v2 strings written before encoders took more lanes for short strings (one lane for
+    12,288 symbols, 8 for 16,384): today's decoder reads the lane count from the header and
+    returns the same symbols; a header naming a count outside the range for n is refused."""
+    import tensorflow as tf
+    from codec.entropy import rans_lanes
+    from codec.entropy.coders import PortableRansCoder, channel_tables
+    data = dict(np.load(GOLDEN / "lanes_v2.npz"))
+    cdf = tf.constant(data["cdf"])
+    channels = int(np.sum(data["cdf"] < 0))
+    for name, lanes in (("n12288", 1), ("n16384", 8)):
+        string = data[f"{name}_string"].tobytes()
+        positions = int(data[f"{name}_positions"])
+        assert string[0] >> 5 == 3 and 1 << ((string[0] >> 1) & 15) == lanes
+        symbols, ok = PortableRansCoder().decode(tf.constant([string]), positions, channels, cdf)
+        assert np.asarray(ok).tolist() == [True]
+        np.testing.assert_array_equal(np.asarray(symbols)[0], data[f"{name}_symbols"])
+        # Today's encoder writes more lanes for these sizes, and the same symbols back.
+        n = positions * channels
+        again = PortableRansCoder().encode(tf.constant(data[f"{name}_symbols"][None], tf.int32),
+                                           cdf).numpy()[0]
+        assert 1 << ((again[0] >> 1) & 15) == 1 << int(rans_lanes.encoder_lanes_log2(n)) > lanes
+        assert len(again) <= len(string) + 4 * (1 << int(rans_lanes.encoder_lanes_log2(n)))
+        # A lane count beyond what any encoder writes for n: refused, not decoded.
+        table_index = channel_tables(1, positions, channels)
+        wide = bytes([(3 << 5) | (7 << 1)]) + string[1:]
+        assert np.asarray(rans_lanes.decode(tf.constant([wide]), table_index, cdf)[1]).tolist() \
+            == [False]

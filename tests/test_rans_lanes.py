@@ -60,7 +60,7 @@ def test_portable_coder_writes_v2_for_many_symbols_and_v1_for_few():
         if format_id == 3:   # v2 costs what v1 does, but ≤ 4 bytes per extra lane
             v1 = portable_coder.encode(tf.constant(symbols), cdf).numpy()
             n = positions * 16
-            extra = 4 * ((1 << int(rans_lanes.lanes_log2(n))) - (1 << int(
+            extra = 4 * ((1 << int(rans_lanes.encoder_lanes_log2(n))) - (1 << int(
                 portable_coder.lanes_log2(n))))
             assert all(-8 <= len(a) - len(b) <= extra + 8 for a, b in zip(strings.numpy(), v1))
 
@@ -72,6 +72,15 @@ def test_lane_counts():
                       1_048_576: 256, 10 ** 8: 256}
     for n in (16_384, 200_000, 3_000_000):   # never fewer than v1: its length bound holds
         assert int(rans_lanes.lanes_log2(n)) >= int(portable_coder.lanes_log2(n))
+
+
+def test_encoders_take_a_lane_per_768_symbols_below_64_lanes():
+    counts = {n: 1 << int(rans_lanes.encoder_lanes_log2(n)) for n in
+              (2_047, 2_048, 3_072, 12_288, 16_384, 49_152, 196_608, 524_288, 10 ** 8)}
+    assert counts == {2_047: 1, 2_048: 2, 3_072: 4, 12_288: 16, 16_384: 16, 49_152: 64,
+                      196_608: 64, 524_288: 128, 10 ** 8: 256}
+    for n in (2_048, 12_288, 200_000, 3_000_000):   # never below the earlier count
+        assert int(rans_lanes.encoder_lanes_log2(n)) >= int(rans_lanes.lanes_log2(n))
 
 
 def test_v1_many_lane_strings_still_decode_through_the_portable_coder():

@@ -131,7 +131,7 @@ class PortableRansCoder(EntropyCoder):
     """rANS from core TF ops only: the default. Strings of fewer than 2,048 symbols (MNIST,
     small crops) are one-lane v1 strings (`codec.entropy.portable_coder`, format id 1), where
     starting from state 1 keeps them tiny; longer ones are v2 strings (`codec.entropy.rans_lanes`,
-    format id 3; one lane below 16,384 symbols, up to 256 above), whose decode loop is ≈ 5×
+    format id 3; a lane per 768 symbols up to 64, up to 256 above), whose decode loop is ≈ 5×
     faster and whose length is bounded below. The decoder reads either, by the format id of
     the batch's first string."""
 

@@ -23,13 +23,16 @@ v2 layout (multi-lane strings only; one-lane strings stay v1; `schemas/bitstream
 
 rANS as in v1: 32-bit state in [L, 2^32), L = 2^16, 16-bit words, the tables' slots laid
 out by decreasing frequency (`portable_coder.TableInfo`), symbol i → lane i mod K. The lane
-count comes from the symbol count (`lanes_log2`): as v1 up to 64 lanes (≥ 2,048 symbols per
-lane), then one lane per 4,096 symbols up to 256 — 4 state bytes per lane stay ≤ 0.6 % of a
-0.3 bpp string while a 5 MP photo decodes in 4× fewer steps than at 64 lanes. Each symbol is coded
+count comes from the symbol count: at least `lanes_log2` (as v1 up to 64 lanes, ≥ 2,048 symbols
+per lane, then one lane per 4,096 symbols up to 256 — 4 state bytes per lane stay ≤ 0.6 % of a
+0.3 bpp string while a 5 MP photo decodes in 4× fewer steps than at 64 lanes); since 2026-12
+encoders write `encoder_lanes_log2` (a lane per 768 symbols below 64 lanes, for short strings
+such as a hyperprior's z), and the decoder takes the count from the header within that range
+(one count per batch). Each symbol is coded
 under the table `table_index[i]` (for a factorized prior, its channel; for a conditional model,
 the element's own table), so the same loop serves both.
 
-End-of-stream check (`ok`): header; every lane ends in state L; the words read stay inside the
+End-of-stream check (`ok`): header (a lane count in range for n); every lane ends in state L; the words read stay inside the
 string; the bytes after them hold exactly one value (≤ 9 chunks) per escaped symbol, with
 zero padding and no spare byte, and each escaped value fits in int32. Arbitrary bytes never
 crash or hang: indices are clipped and the loop runs ⌈n / K⌉ steps.
@@ -62,6 +65,37 @@ def lanes_log2(num_symbols) -> tf.Tensor:
     wide = tf.add_n([tf.cast(n >= WIDE_LANE_SYMBOLS * (1 << j), tf.int32)
                      for j in range(7, MAX_LOG2_LANES + 1)])
     return v1_lanes_log2(num_symbols) + wide
+
+
+FAST_LANE_SYMBOLS = 768            # new encoders: a lane per 768 symbols below 64 lanes
+
+
+def encoder_lanes_log2(num_symbols) -> tf.Tensor:
+    """log2 of the lane count that encoders write since 2026-12 (int32 scalar): `lanes_log2`,
+    or one lane per `FAST_LANE_SYMBOLS` symbols where that gives more (up to 64). Why: the
+    decode loop costs the same per step whatever the lane count (it is bound by TF op dispatch,
+    not arithmetic), and a hyperprior's z (12,288 symbols on a Kodak image) used to be one
+    lane — 12,288 steps, ≈ 0.6 s — where 16 lanes take 768 steps for 60 more state bytes.
+    Decoders accept every count from `lanes_log2(n)` to this one (the header says which), so
+    strings written before still decode, and `min_string_bytes` (from `lanes_log2`) stays a
+    lower bound: more lanes only add state bytes."""
+    n = tf.cast(num_symbols, tf.int64)
+    fast = tf.add_n([tf.cast(n >= FAST_LANE_SYMBOLS * (1 << j), tf.int32)
+                     for j in range(1, 7)])
+    return tf.maximum(lanes_log2(num_symbols), tf.where(n >= V2_MIN_SYMBOLS, fast, 0))
+
+
+def _claimed_lanes_log2(strings: tf.Tensor, n) -> tf.Tensor:
+    """log2 K of a batch to decode: the first string's header if it names a count an encoder
+    writes for n (`lanes_log2(n)` … `encoder_lanes_log2(n)`), else `lanes_log2(n)` (and the
+    header check then refuses the string). One K per batch: the loop runs all lanes at once."""
+    least, most = lanes_log2(n), encoder_lanes_log2(n)
+    head = tf.io.decode_raw(tf.strings.substr(strings[:1], 0, 1), tf.uint8, fixed_length=1)
+    head = tf.cast(tf.concat([tf.reshape(head, [-1]), [0]], 0)[0], tf.int32)
+    claimed = tf.bitwise.bitwise_and(tf.bitwise.right_shift(head, 1), 15)
+    valid = (tf.bitwise.right_shift(head, 5) == FORMAT_LANES) & (claimed >= least) & \
+        (claimed <= most)
+    return tf.where(valid, claimed, least)
 
 
 def min_string_bytes(cdf: tf.Tensor, num_positions, num_channels) -> tf.Tensor:
@@ -135,7 +169,7 @@ def encode(symbols: tf.Tensor, table_index: tf.Tensor, cdf: tf.Tensor) -> tf.Ten
     table_index = tf.convert_to_tensor(table_index, tf.int32)
     info = TableInfo(cdf)
     batch, n = tf.unstack(tf.shape(symbols))
-    log2k = lanes_log2(n)
+    log2k = encoder_lanes_log2(n)
     k = tf.bitwise.left_shift(1, log2k)
     steps = (n + k - 1) // k
     precision = tf.cast(info.precision, tf.int64)
@@ -173,7 +207,7 @@ def decode(strings: tf.Tensor, table_index: tf.Tensor,
     info = TableInfo(cdf)
     batch = tf.shape(strings)[0]
     n = tf.shape(table_index)[1]
-    log2k = lanes_log2(n)
+    log2k = _claimed_lanes_log2(strings, n)
     k = tf.bitwise.left_shift(1, log2k)
     steps = (n + k - 1) // k
     precision = tf.cast(info.precision, tf.int64)

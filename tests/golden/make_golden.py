@@ -20,6 +20,12 @@ replaced them in new exports (schemas/bitstream.md):
   wrote for a 256×256 and a 512×768 crop of Kodak 23, and their symbols; the tables are the
   zoo model's own.
 
+rANS v2 strings of the lane counts before 2026-12-02 (`--family lanes-v2`; written with the code
+of git fd0c9bd, see `write_lanes_v2`):
+
+- `lanes_v2.npz`: one-lane (12,288 symbols) and 8-lane (16,384) format-3 strings and their
+  symbols, under the tables of `bls2017-q1`.
+
 Headerless `portable-range` strings (`--family mnist-range`, MNIST's coder since 2026-12):
 
 - `mnist_range.npz`: the strings of the 8 golden digits' symbols under `mnist_tables.npz`;
@@ -135,6 +141,40 @@ def write_lanes(manifest: dict) -> None:
                          "lanes": [16, 64]}
 
 
+def write_lanes_v2(manifest: dict) -> None:
+    """Format-3 (rANS v2) strings as encoders wrote them before 2026-12-02, when the lane count
+    was `lanes_log2(n)`: one lane for 12,288 symbols (a hyperprior's z on a Kodak image) and 8
+    for 16,384. Written by running this function on the code of that day (git fd0c9bd):
+    symbols of the zoo model `bls2017-q1` for two crops of Kodak 23, under its tables."""
+    import tensorflow as tf
+    from codec import zoo
+    from codec.entropy import rans_lanes
+    from codec.entropy.coders import PortableRansCoder, channel_tables
+    from codec.models.bls2017 import split_image_shape
+    model = tf.saved_model.load(str(Path(zoo.resolve_model(MODEL)) / "saved_model"))
+    cdf = tf.convert_to_tensor(model.entropy_model._cdf)
+    channels = int(model.entropy_model._cdf_offset.shape[0])
+    image = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))
+    arrays = {}
+    for name, (rows, cols) in {"n12288": (128, 192), "n16384": (128, 256)}.items():
+        payload = split_image_shape(model.compress(tf.constant(image[:rows, :cols][None]))[
+            "strings"])[0]
+        positions = (rows // 16) * (cols // 16)
+        symbols, ok = PortableRansCoder().decode(payload, positions, channels, cdf)
+        assert ok.numpy().all()
+        string = rans_lanes.encode(tf.reshape(symbols, [1, -1]),
+                                   channel_tables(1, positions, channels), cdf).numpy()[0]
+        arrays[f"{name}_string"] = np.frombuffer(string, np.uint8)
+        arrays[f"{name}_positions"] = np.array(positions, np.int64)
+        arrays[f"{name}_symbols"] = symbols.numpy()[0].astype(np.int16)
+    arrays["cdf"] = cdf.numpy()        # the tables travel with the strings
+    np.savez_compressed(HERE / "lanes_v2.npz", **arrays)
+    manifest["lanes_v2"] = {"model": MODEL, "code": "git fd0c9bd (lane count lanes_log2(n))",
+                            "input": "kodim23.png[:128, :192] and [:128, :256]",
+                            "lanes": [1 << ((int(arrays[f"{n}_string"][0]) >> 1) & 15)
+                                      for n in ("n12288", "n16384")]}
+
+
 def write_mnist_range(manifest: dict) -> None:
     """The headerless `portable-range` strings (MNIST's coder since 2026-12) of the 8 golden
     digits' symbols under the golden tables (`mnist_tables.npz`), and a version-2 container."""
@@ -156,13 +196,14 @@ def write_mnist_range(manifest: dict) -> None:
 def main(argv=None) -> int:
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", choices=("bls2017", "mnist", "lanes", "mnist-range"),
+    parser.add_argument("--family", choices=("bls2017", "mnist", "lanes", "lanes-v2",
+                                             "mnist-range"),
                         default="bls2017")
     args = parser.parse_args(argv)
     path = HERE / "manifest.json"
     manifest = json.loads(path.read_text()) if path.exists() else {}
     {"bls2017": write_bls2017, "mnist": write_mnist, "lanes": write_lanes,
-     "mnist-range": write_mnist_range}[args.family](manifest)
+     "lanes-v2": write_lanes_v2, "mnist-range": write_mnist_range}[args.family](manifest)
     manifest["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": sha256(p.read_bytes())}
                          for p in sorted(HERE.iterdir())
                          if p.suffix in (".bin", ".string", ".png", ".npz")}
