@@ -42,7 +42,8 @@ bench: bench-mnist bench-serving bench-coder bench-svd
 # big-photo ~5 min (12 and 48 MP through the tiled path), mnist-trainer ~2 min,
 # mnist-overhead ~1 min (after bench-mnist: where MNIST strings' bits go), decode-fuzz (--cases N;
 # ~0.2 s per case), decode-speed ~5 min (zoo exports vs today's re-export, Kodak + 1.5/4.7 MP),
-# integer-indexes ~10 min (trains a small hyperprior; integer vs float table indexes).
+# integer-indexes ~10 min (trains a small hyperprior; integer vs float table indexes),
+# hyperprior-decode ~3 min (mean-scale decode parts; the rANS v2 lane rule before and since 2026-12-02).
 bench-%: install
 	$(BIN)/python benchmarks/bench_$(subst -,_,$*).py $(BENCH_ARGS)
 
